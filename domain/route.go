@@ -1,0 +1,121 @@
+// Package domain holds what more than one mcpgw server needs: route paths and
+// canonical resource URLs, gateway JWT claims, scopes and execution contexts.
+// Subpackages hold the public-address policy (domain/addrpolicy), the secret
+// key ring and one-time-token hashing (domain/secrets) and upstream header
+// rules (domain/headers).
+package domain
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/url"
+	"strings"
+
+	"mcpgw/store"
+)
+
+// RoutePrefix is the path prefix of every connect route.
+const RoutePrefix = "/mcp-connect/"
+
+// RouteKeyBytes is the route key's randomness: 24 bytes = 192 bits, encoded
+// as 32 base64url characters (DESIGN §2 asks for at least 128 bits).
+const RouteKeyBytes = 24
+
+// NewRouteKey returns a fresh random route key (base64url, no padding).
+func NewRouteKey() string {
+	b := make([]byte, RouteKeyBytes)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ValidRouteKey reports whether k looks like a route key we issue: base64url
+// without padding, at least 22 characters (128 bits) and at most 64.
+func ValidRouteKey(k string) bool {
+	if len(k) < 22 || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// RouteRef names one route: the tuple in the route path.
+type RouteRef struct {
+	Scope    store.OwnerScope
+	OwnerID  string
+	ConfigID string
+	Key      string
+}
+
+// Path returns the route path, e.g. /mcp-connect/user/{user}/{config}/{key}.
+func (r RouteRef) Path() string {
+	return RoutePrefix + string(r.Scope) + "/" + r.OwnerID + "/" + r.ConfigID + "/" + r.Key
+}
+
+// URL returns the canonical resource URL: publicBase (no trailing slash) +
+// Path(). It is the OAuth resource and the JWT aud.
+func (r RouteRef) URL(publicBase string) string {
+	return strings.TrimRight(publicBase, "/") + r.Path()
+}
+
+// MCPID returns the JWT mcp_id claim: {owner_scope}:{owner_id}:{config_id}:{route_key}.
+func (r RouteRef) MCPID() string {
+	return string(r.Scope) + ":" + r.OwnerID + ":" + r.ConfigID + ":" + r.Key
+}
+
+// ExecutionContext returns "personal" or "org:{owner_id}".
+func (r RouteRef) ExecutionContext() string { return store.ExecutionContext(r.Scope, r.OwnerID) }
+
+// ErrNotRoute is returned when a path or URL is not a well-formed route.
+var ErrNotRoute = errors.New("not a connect route")
+
+// ParseRoutePath parses a route root path (exactly the five segments, no
+// trailing slash) and returns its tuple; rest is any remainder after the
+// route root ("" for the root itself, otherwise starting with "/"). It does
+// not decode percent-escapes: a route path is plain ASCII.
+func ParseRoutePath(p string) (ref RouteRef, rest string, err error) {
+	if !strings.HasPrefix(p, RoutePrefix) {
+		return RouteRef{}, "", ErrNotRoute
+	}
+	s := p[len(RoutePrefix):]
+	parts := strings.SplitN(s, "/", 5)
+	if len(parts) < 4 {
+		return RouteRef{}, "", ErrNotRoute
+	}
+	ref = RouteRef{Scope: store.OwnerScope(parts[0]), OwnerID: parts[1], ConfigID: parts[2], Key: parts[3]}
+	if !ref.Scope.Valid() || !store.ValidID(ref.OwnerID) || !store.ValidID(ref.ConfigID) || !ValidRouteKey(ref.Key) {
+		return RouteRef{}, "", ErrNotRoute
+	}
+	if len(parts) == 5 {
+		rest = "/" + parts[4]
+	}
+	return ref, rest, nil
+}
+
+// ParseResourceURL parses a canonical resource URL against publicBase and
+// returns its route. The URL must be exactly publicBase + route root path: no
+// query, fragment, userinfo, trailing slash or descendant path.
+func ParseResourceURL(publicBase, resource string) (RouteRef, error) {
+	base := strings.TrimRight(publicBase, "/")
+	if !strings.HasPrefix(resource, base+RoutePrefix) {
+		return RouteRef{}, ErrNotRoute
+	}
+	u, err := url.Parse(resource)
+	if err != nil || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.RawPath != "" {
+		return RouteRef{}, ErrNotRoute
+	}
+	ref, rest, err := ParseRoutePath(resource[len(base):])
+	if err != nil || rest != "" {
+		return RouteRef{}, ErrNotRoute
+	}
+	return ref, nil
+}
+
+func storeScope(s string) store.OwnerScope { return store.OwnerScope(s) }
