@@ -181,6 +181,14 @@ func validKeyID(id string) error {
 	return nil
 }
 
+// String lists key ids only, so a ring passed to a logger leaks nothing.
+func (r *KeyRing) String() string {
+	return "secrets.KeyRing{" + strings.Join(r.KeyIDs(), ",") + "}"
+}
+
+// GoString mirrors String for %#v.
+func (r *KeyRing) GoString() string { return r.String() }
+
 // PrimaryID is the id of the key that seals ("" for a nil ring).
 func (r *KeyRing) PrimaryID() string {
 	if r == nil || len(r.keys) == 0 {

@@ -1,0 +1,254 @@
+package signing
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Key generation is slow; share a few keys across tests.
+var (
+	keysOnce sync.Once
+	keys     [3]Key
+	keysErr  error
+)
+
+func testKeys(t *testing.T) [3]Key {
+	t.Helper()
+	keysOnce.Do(func() {
+		for i := range keys {
+			if keys[i], keysErr = Generate(2048); keysErr != nil {
+				return
+			}
+		}
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return keys
+}
+
+func TestGenerate(t *testing.T) {
+	for _, bits := range []int{0, 1024, 2047, 16384} {
+		if _, err := Generate(bits); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Generate(%d): %v", bits, err)
+		}
+	}
+	k := testKeys(t)[0]
+	if len(k.ID) != 16 || k.Private.N.BitLen() != 2048 {
+		t.Fatalf("id %q bits %d", k.ID, k.Private.N.BitLen())
+	}
+	id, _ := KeyID(&k.Private.PublicKey)
+	if id != k.ID {
+		t.Fatal("ID is not KeyID(public)")
+	}
+	if strings.Contains(k.String(), k.Private.N.String()[:20]) {
+		t.Fatal("String leaks key")
+	}
+}
+
+func TestPEMRoundTrip(t *testing.T) {
+	k := testKeys(t)[0]
+	b := EncodePEM(k)
+	if !strings.Contains(string(b), "Key-Id: "+k.ID) || !strings.Contains(string(b), "BEGIN PRIVATE KEY") {
+		t.Fatalf("PEM:\n%s", b)
+	}
+	got, err := ParsePEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != k.ID || !got.Private.Equal(k.Private) {
+		t.Fatal("round trip mismatch")
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k.pem")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadFile(p); err != nil || got.ID != k.ID {
+		t.Fatalf("LoadFile: %v", err)
+	}
+	if _, err := LoadFile(filepath.Join(dir, "missing.pem")); err == nil {
+		t.Fatal("missing file loaded")
+	}
+}
+
+func TestParsePEMErrors(t *testing.T) {
+	k := testKeys(t)[0]
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k.Private)})
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	smallDER, _ := x509.MarshalPKCS8PrivateKey(small)
+	good, _ := x509.MarshalPKCS8PrivateKey(k.Private)
+	cases := []struct {
+		name   string
+		in     []byte
+		wantID string
+	}{
+		{"pkcs1 without Key-Id derives id", pkcs1, k.ID},
+		{"custom Key-Id kept", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{"Key-Id": "2026-11.a"}, Bytes: good}), "2026-11.a"},
+		{"not PEM", []byte("hello"), ""},
+		{"public key block", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: good}), ""},
+		{"EC key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER}), ""},
+		{"1024-bit key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: smallDER}), ""},
+		{"garbage DER", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}), ""},
+		{"garbage PKCS1", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte{1, 2, 3}}), ""},
+		{"bad Key-Id", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{"Key-Id": "a b"}, Bytes: good}), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ParsePEM(c.in)
+			if c.wantID == "" {
+				if !errors.Is(err, ErrInvalidKey) {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil || got.ID != c.wantID {
+				t.Fatalf("got %q, %v", got.ID, err)
+			}
+		})
+	}
+}
+
+func TestSetAndJWKS(t *testing.T) {
+	ks := testKeys(t)
+	s, err := NewSet(ks[0], ks[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSet(ks[0], ks[0]); !errors.Is(err, ErrInvalidKey) {
+		t.Fatal("duplicate kid accepted")
+	}
+	if _, err := NewSet(Key{}); !errors.Is(err, ErrInvalidKey) {
+		t.Fatal("empty current accepted")
+	}
+	for _, k := range ks[:2] {
+		if pub, ok := s.PublicKey(k.ID); !ok || !pub.Equal(&k.Private.PublicKey) {
+			t.Fatalf("PublicKey(%s)", k.ID)
+		}
+	}
+	if _, ok := s.PublicKey(ks[2].ID); ok {
+		t.Fatal("unknown kid found")
+	}
+	var zero Set
+	if _, ok := zero.PublicKey(""); ok || string(zero.JWKS()) != `{"keys":[]}` {
+		t.Fatalf("zero set: %s", zero.JWKS())
+	}
+
+	raw := s.JWKS()
+	var doc struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || len(doc.Keys) != 2 {
+		t.Fatalf("JWKS %s: %v", raw, err)
+	}
+	for i, k := range doc.Keys {
+		if k["kty"] != "RSA" || k["use"] != "sig" || k["alg"] != "RS256" || k["kid"] != ks[i].ID || k["e"] != "AQAB" {
+			t.Fatalf("key %d: %v", i, k)
+		}
+		if _, hasD := k["d"]; hasD {
+			t.Fatal("private exponent published")
+		}
+	}
+	parsed, err := ParseJWKS(raw)
+	if err != nil || len(parsed) != 2 {
+		t.Fatalf("ParseJWKS: %v", err)
+	}
+	// A signature by the current key verifies with the parsed JWKS key.
+	digest := sha256.Sum256([]byte("payload"))
+	sig, _ := rsa.SignPKCS1v15(rand.Reader, ks[0].Private, crypto.SHA256, digest[:])
+	if err := rsa.VerifyPKCS1v15(parsed[ks[0].ID], crypto.SHA256, digest[:], sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseJWKSErrors(t *testing.T) {
+	ks := testKeys(t)
+	s, _ := NewSet(ks[0])
+	var doc struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	json.Unmarshal(s.JWKS(), &doc)
+	base := doc.Keys[0]
+	with := func(k, v string) []byte {
+		m := map[string]any{}
+		for a, b := range base {
+			m[a] = b
+		}
+		if v == "<delete>" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		b, _ := json.Marshal(map[string]any{"keys": []any{m}})
+		return b
+	}
+	dup, _ := json.Marshal(map[string]any{"keys": []any{base, base}})
+	ecOnly := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","kid":"e"}]}`)
+	cases := []struct {
+		name string
+		in   []byte
+		n    int // keys expected; -1 = error
+	}{
+		{"valid", s.JWKS(), 1},
+		{"unknown kty ignored", ecOnly, 0},
+		{"no alg or use is fine", with("alg", "<delete>"), 1},
+		{"not json", []byte("{"), -1},
+		{"no kid", with("kid", "<delete>"), -1},
+		{"use enc", with("use", "enc"), -1},
+		{"alg none", with("alg", "none"), -1},
+		{"alg HS256", with("alg", "HS256"), -1},
+		{"bad n", with("n", "!!"), -1},
+		{"short n", with("n", "AQAB"), -1},
+		{"even e", with("e", "Ag"), -1},
+		{"e leading zero", with("e", "AAEAAQ"), -1},
+		{"duplicate kid", dup, -1},
+		{"too large", append([]byte(`{"keys":[],"x":"`), append(make([]byte, 1<<20), '"', '}')...), -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ParseJWKS(c.in)
+			if c.n < 0 {
+				if !errors.Is(err, ErrInvalidKey) {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil || len(got) != c.n {
+				t.Fatalf("got %d keys, %v", len(got), err)
+			}
+		})
+	}
+}
+
+func TestLoadSet(t *testing.T) {
+	ks := testKeys(t)
+	dir := t.TempDir()
+	var paths []string
+	for i, k := range ks {
+		p := filepath.Join(dir, "k"+string(rune('0'+i))+".pem")
+		os.WriteFile(p, EncodePEM(k), 0o600)
+		paths = append(paths, p)
+	}
+	s, err := LoadSet(paths[0], paths[1:]...)
+	if err != nil || s.Current.ID != ks[0].ID || len(s.Previous) != 2 {
+		t.Fatalf("LoadSet: %v", err)
+	}
+	if _, err := LoadSet(paths[0], paths[0]); err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+}
