@@ -1,0 +1,408 @@
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"mcpgw/domain"
+	"mcpgw/domain/headers"
+	"mcpgw/store"
+)
+
+// Request is what Decide needs from one HTTP request, free of Envoy types.
+// Header names are lower case (Envoy sends them so); repeated headers are
+// joined with "," as Envoy does in CheckRequest.attributes.request.http.headers.
+type Request struct {
+	ID     string // Envoy's x-request-id, for logs
+	Method string
+	Scheme string
+	Host   string
+	// Path is Envoy's :path: the normalized path and the raw query.
+	Path    string
+	Headers map[string]string
+	// ContextExtensions are the per-route ext_authz context_extensions set
+	// by xds: config_id, route_key, owner_scope, owner_id (DESIGN §6).
+	ContextExtensions map[string]string
+}
+
+// Decision is the outcome of one Check, as a value (Authorino's AuthResult).
+// Slices are sorted by name so the Envoy response is deterministic.
+type Decision struct {
+	Allow bool
+	// Status is the HTTP status of a denial (200 on allow).
+	Status int
+	// Headers are set on the upstream request (allow only), each with
+	// OVERWRITE_IF_EXISTS_OR_ADD.
+	Headers []headers.Header
+	// RemoveHeaders are removed from the upstream request (allow only).
+	RemoveHeaders []string
+	// ResponseHeaders go to the client: on a denial with the denial (e.g.
+	// WWW-Authenticate), on allow added to the upstream's response.
+	ResponseHeaders []headers.Header
+	// Body of a denial: generic, never naming owners or eligibility rules.
+	Body string
+	// Reason is an internal label for metrics and logs, never sent.
+	Reason string
+}
+
+// Reason labels of decisions made before the database recheck. Recheck
+// denials use the store.Reason values.
+const (
+	ReasonAllowed             = "allowed"
+	ReasonNotRoute            = "path_not_route"
+	ReasonBadDescendant       = "path_bad_descendant"
+	ReasonRouteContext        = "route_context_mismatch"
+	ReasonOrigin              = "origin_not_allowed"
+	ReasonNoToken             = "token_missing"
+	ReasonTokenInQuery        = "token_in_query"
+	ReasonBadAuthorization    = "authorization_malformed"
+	ReasonTokenInvalid        = "token_invalid"
+	ReasonTokenExpired        = "token_expired"
+	ReasonTokenNotYetValid    = "token_not_yet_valid"
+	ReasonTokenUnknownKey     = "token_unknown_kid"
+	ReasonTokenIssuer         = "token_wrong_issuer"
+	ReasonTokenAudience       = "token_wrong_audience"
+	ReasonTokenClaims         = "token_claims_mismatch"
+	ReasonInsufficientScope   = "insufficient_scope"
+	ReasonPassthroughOff      = "path_passthrough_disabled"
+	ReasonReauth              = "provider_reauth_required"
+	ReasonProviderTransient   = "provider_transient"
+	ReasonCredentialError     = "credential_error"
+	ReasonHeaderConflict      = "header_conflict"
+	ReasonInfrastructure      = "store_unavailable"
+	ReasonRecheckInvalidQuery = "recheck_invalid_query"
+)
+
+// Generic bodies: the status says what the client can do; nothing more.
+const (
+	bodyUnauthorized = `{"error":"unauthorized"}`
+	bodyForbidden    = `{"error":"forbidden"}`
+	bodyNotFound     = `{"error":"not_found"}`
+	bodyBadRequest   = `{"error":"invalid_request"}`
+	bodyUnavailable  = `{"error":"temporarily_unavailable"}`
+)
+
+// PRMPath is the RFC 9728 §3.1 well-known prefix; the protected resource
+// metadata of a route lives at {public base}{PRMPath}{route path}.
+const PRMPath = "/.well-known/oauth-protected-resource"
+
+// Decide runs the nine steps of DESIGN §6 in order and stops at the first
+// failure. A denial is a Decision; the error is only for infrastructure
+// failure (it matches store.ErrUnavailable) so Check can answer gRPC
+// Unavailable and Envoy's fail-closed setting applies.
+func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
+	// 1. Path: a route root, or a validated descendant (allowed only with
+	// path_passthrough, known after step 6), naming the route Envoy matched.
+	rp, err := parsePath(r.Path)
+	if err != nil {
+		if errors.Is(err, errBadDescendant) {
+			return deny(http.StatusNotFound, ReasonBadDescendant, bodyNotFound), nil
+		}
+		return deny(http.StatusNotFound, ReasonNotRoute, bodyNotFound), nil
+	}
+	if err := routeFromContext(r.ContextExtensions, rp.Route); err != nil {
+		return deny(http.StatusNotFound, ReasonRouteContext, bodyNotFound), nil
+	}
+
+	// 2. Origin: absent is fine (non-browser clients); present must match
+	// exactly, before anything is loaded (MCP transport: DNS rebinding).
+	if o, ok := r.Headers["origin"]; ok && !s.originAllowed(o) {
+		return deny(http.StatusForbidden, ReasonOrigin, bodyForbidden), nil
+	}
+
+	// 3. Bearer: exactly one Authorization: Bearer value; never a token in
+	// the query (RFC 6750 §2.3 is not supported: URLs get logged).
+	canonical := rp.Route.URL(s.opts.PublicBaseURL)
+	if _, q, ok := strings.Cut(r.Path, "?"); ok && queryHasAccessToken(q) {
+		return s.challenge(http.StatusBadRequest, ReasonTokenInQuery, rp.Route, "invalid_request", bodyBadRequest), nil
+	}
+	raw, presented, ok := bearer(r.Headers["authorization"])
+	if !ok {
+		if presented {
+			return s.challenge(http.StatusUnauthorized, ReasonBadAuthorization, rp.Route, "invalid_token", bodyUnauthorized), nil
+		}
+		return s.challenge(http.StatusUnauthorized, ReasonNoToken, rp.Route, "", bodyUnauthorized), nil
+	}
+
+	// 4. Verify the JWT against this route.
+	claims, err := s.verifier.verify(ctx, raw, rp.Route, canonical)
+	if err != nil {
+		return s.challenge(http.StatusUnauthorized, tokenReason(err), rp.Route, "invalid_token", bodyUnauthorized), nil
+	}
+
+	// 5. Scope, before any database access.
+	if !hasScope(claims.Scope, domain.ScopeMCPAccess) {
+		return s.challenge(http.StatusForbidden, ReasonInsufficientScope, rp.Route, "insufficient_scope", bodyForbidden), nil
+	}
+
+	// 6. Fresh recheck: one round trip.
+	u := usage{ownerScope: rp.Route.Scope, ownerID: rp.Route.OwnerID, configID: rp.Route.ConfigID,
+		instanceID: claims.InstanceID, userID: claims.Subject, clientID: claims.ClientID}
+	t0 := time.Now()
+	st, err := s.opts.Store.ResolveRuntime(ctx, store.RuntimeQuery{
+		ConfigID: rp.Route.ConfigID, RouteKey: rp.Route.Key, OwnerScope: rp.Route.Scope, OwnerID: rp.Route.OwnerID,
+		UserID: claims.Subject, InstanceID: claims.InstanceID, ConfigVersion: claims.ConfigVersion,
+		ExecutionContext: claims.ExecutionContext,
+	})
+	s.m.recheck.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return s.denyAudited(u, http.StatusForbidden, ReasonRecheckInvalidQuery, bodyForbidden), nil
+		}
+		return Decision{Reason: ReasonInfrastructure}, fmt.Errorf("extauthz: recheck: %w", asUnavailable(err))
+	}
+	if !st.OK() {
+		status, body := http.StatusForbidden, bodyForbidden
+		switch st.Reason {
+		case store.ReasonRouteNotFound, store.ReasonRouteKeyMismatch, store.ReasonConfigDeleted:
+			// DESIGN §10: unknown, rotated or deleted route → 404.
+			status, body = http.StatusNotFound, bodyNotFound
+		}
+		return s.denyAudited(u, status, string(st.Reason), body), nil
+	}
+	if st.InstanceID != claims.InstanceID {
+		return s.denyAudited(u, http.StatusForbidden, string(store.ReasonInstanceMismatch), bodyForbidden), nil
+	}
+	if rp.Rest != "" && !st.Config.PathPassthrough {
+		return s.denyAudited(u, http.StatusNotFound, ReasonPassthroughOff, bodyNotFound), nil
+	}
+
+	// 7. Credentials, and 8. header policy.
+	set, reason, status, err := s.upstreamHeaders(ctx, st)
+	if err != nil {
+		return Decision{Reason: ReasonInfrastructure}, err
+	}
+	if reason != "" {
+		if status == http.StatusUnauthorized {
+			d := s.challenge(status, reason, rp.Route, "invalid_token", bodyUnauthorized)
+			u.outcome, u.reason = "denied", reason
+			s.audit.record(u)
+			return d, nil
+		}
+		body := bodyForbidden
+		if status == http.StatusServiceUnavailable {
+			body = bodyUnavailable
+		}
+		return s.denyAudited(u, status, reason, body), nil
+	}
+
+	// 9. Usage audit, asynchronously.
+	u.outcome, u.reason = "allowed", ""
+	s.audit.record(u)
+	return Decision{
+		Allow:         true,
+		Status:        http.StatusOK,
+		Headers:       set,
+		RemoveHeaders: headers.Removals(r.Headers, st.Config.StaticHeaderNames, set),
+		Reason:        ReasonAllowed,
+	}, nil
+}
+
+// upstreamHeaders builds the headers to inject (sorted by name): the
+// credential of the config's auth mode (static headers, or the provider
+// bearer) plus auxiliary headers, after checking that exactly one source
+// owns Authorization. A non-empty reason is a denial with status; err is
+// an infrastructure failure.
+func (s *Server) upstreamHeaders(ctx context.Context, st store.RuntimeState) (set []headers.Header, reason string, status int, err error) {
+	cfg := st.Config
+	if err := headers.ValidateAux(cfg.AuxHeaders); err != nil {
+		return nil, ReasonHeaderConflict, http.StatusForbidden, nil
+	}
+	if err := headers.ValidateSources(cfg.AuthMode.IsOAuth(), cfg.StaticHeaderNames, cfg.AuxHeaders); err != nil {
+		return nil, ReasonHeaderConflict, http.StatusForbidden, nil
+	}
+	n := len(cfg.AuxHeaders) + 1
+	switch {
+	case cfg.AuthMode == store.AuthStaticHeaders:
+		static, err := s.staticHeaders(cfg)
+		if err != nil {
+			s.log.Error("extauthz: static headers unusable", "config_id", cfg.ID, "err", err)
+			if errors.Is(err, errHeaderConflict) {
+				return nil, ReasonHeaderConflict, http.StatusForbidden, nil
+			}
+			return nil, ReasonCredentialError, http.StatusServiceUnavailable, nil
+		}
+		set = make([]headers.Header, 0, n+len(static))
+		set = append(set, static...)
+	case cfg.AuthMode.IsOAuth():
+		tok, err := s.providerToken(ctx, st)
+		if err != nil {
+			switch {
+			case errors.Is(err, store.ErrUnavailable):
+				s.m.refresh.WithLabelValues("unavailable").Inc()
+				return nil, "", 0, fmt.Errorf("extauthz: credentials: %w", err)
+			case errors.Is(err, ErrReauthRequired):
+				s.m.refresh.WithLabelValues("reauth").Inc()
+				return nil, ReasonReauth, http.StatusUnauthorized, nil
+			case errors.Is(err, ErrCredentialsTransient):
+				s.m.refresh.WithLabelValues("transient").Inc()
+				return nil, ReasonProviderTransient, http.StatusServiceUnavailable, nil
+			default:
+				s.m.refresh.WithLabelValues("error").Inc()
+				s.log.Error("extauthz: provider credential unusable", "config_id", cfg.ID, "instance_id", st.InstanceID, "err", err)
+				return nil, ReasonCredentialError, http.StatusForbidden, nil
+			}
+		}
+		set = make([]headers.Header, 0, n)
+		set = append(set, headers.Header{Name: headers.Authorization, Value: "Bearer " + tok})
+	default: // none: no credential
+		set = make([]headers.Header, 0, n)
+	}
+	for k, v := range cfg.AuxHeaders {
+		set = append(set, headers.Header{Name: k, Value: v})
+	}
+	// A static header and an auxiliary header with the same name were
+	// refused by ValidateSources; sort for a deterministic response.
+	sort.Slice(set, func(i, j int) bool { return set[i].Name < set[j].Name })
+	return set, "", 0, nil
+}
+
+func (s *Server) providerToken(ctx context.Context, st store.RuntimeState) (string, error) {
+	if s.opts.Credentials != nil {
+		tok, err := s.opts.Credentials.EnsureFresh(ctx, st)
+		if err != nil {
+			return "", err
+		}
+		if tok == "" || !headers.ValidValue("Bearer "+tok) {
+			return "", errUndecryptable
+		}
+		s.m.refresh.WithLabelValues("ok").Inc()
+		return tok, nil
+	}
+	return storedGrantToken(s.opts.KeyRing, st, s.opts.Now(), s.opts.CredentialSkew)
+}
+
+// bearer extracts the token of an Authorization header (RFC 6750 §2.1,
+// scheme case-insensitive per RFC 9110 §11.1). presented reports whether a
+// Bearer credential was offered at all (for error="invalid_token"). A value
+// with a comma is two headers joined by Envoy: more than one is refused.
+func bearer(v string) (token string, presented, ok bool) {
+	if v == "" {
+		return "", false, false
+	}
+	if len(v) < 7 || !strings.EqualFold(v[:7], "bearer ") {
+		// Another scheme (Basic, a raw API key...): no bearer token.
+		return "", strings.Contains(strings.ToLower(v), "bearer"), false
+	}
+	t := v[7:]
+	if t == "" || len(t) > 16<<10 {
+		return "", true, false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+			return "", true, false
+		}
+	}
+	return t, true, true
+}
+
+func hasScope(scope, want string) bool {
+	for scope != "" {
+		var f string
+		f, scope, _ = strings.Cut(scope, " ")
+		if f == want {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenReason(err error) string {
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return ReasonTokenExpired
+	case errors.Is(err, errTokenNotYet):
+		return ReasonTokenNotYetValid
+	case errors.Is(err, errTokenKey):
+		return ReasonTokenUnknownKey
+	case errors.Is(err, errTokenIssuer):
+		return ReasonTokenIssuer
+	case errors.Is(err, errTokenAudience):
+		return ReasonTokenAudience
+	case errors.Is(err, errTokenClaims):
+		return ReasonTokenClaims
+	default:
+		return ReasonTokenInvalid
+	}
+}
+
+// asUnavailable makes sure an infrastructure error matches
+// store.ErrUnavailable even if the store returned something unexpected:
+// anything that is not a decision fails closed as unavailable.
+func asUnavailable(err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+var denyHeaders = []headers.Header{
+	{Name: "cache-control", Value: "no-store"},
+	{Name: "content-type", Value: "application/json"},
+}
+
+func deny(status int, reason, body string) Decision {
+	return Decision{Status: status, Reason: reason, Body: body, ResponseHeaders: denyHeaders}
+}
+
+func (s *Server) denyAudited(u usage, status int, reason, body string) Decision {
+	u.outcome, u.reason = "denied", reason
+	s.audit.record(u)
+	return deny(status, reason, body)
+}
+
+// challenge is a denial with an RFC 6750 §3 WWW-Authenticate challenge whose
+// resource_metadata names the route's RFC 9728 metadata (DESIGN §10, MCP
+// authorization). errCode is "" when no token was presented.
+func (s *Server) challenge(status int, reason string, route domain.RouteRef, errCode, body string) Decision {
+	v := `Bearer resource_metadata="` + s.prmBase + route.Path() + `", scope="` + domain.ScopeMCPAccess + `"`
+	if errCode != "" {
+		v += `, error="` + errCode + `"`
+	}
+	return Decision{Status: status, Reason: reason, Body: body, ResponseHeaders: []headers.Header{
+		{Name: "cache-control", Value: "no-store"},
+		{Name: "content-type", Value: "application/json"},
+		{Name: "www-authenticate", Value: v},
+	}}
+}
+
+// originAllowed: exact scheme+host+port match against the configured list
+// (both sides normalized: lower-case scheme and host, default port
+// dropped). "null" and anything that is not a bare origin never match.
+func (s *Server) originAllowed(o string) bool {
+	n, ok := normalizeOrigin(o)
+	return ok && s.origins[n]
+}
+
+func normalizeOrigin(o string) (string, bool) {
+	if o == "" || o == "null" || len(o) > 2048 {
+		return "", false
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.User != nil || u.Host == "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") || strings.HasSuffix(o, "/") {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "https" && scheme != "http" {
+		return "", false
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		return scheme + "://" + host + ":" + port, true
+	}
+	return scheme + "://" + host, true
+}
