@@ -1,0 +1,266 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+
+	"mcpgw/store"
+)
+
+// builder holds the typed resource builders (one file per kind:
+// listener.go, routes.go, clusters.go, endpoints.go).
+type builder struct{ opts Options }
+
+// digest is the SHA-256 of a resource's deterministic wire form. Versions
+// are built from digests, so equal databases give equal versions on every
+// replica (DESIGN §8) and an unchanged resource type keeps its version (no
+// push).
+type digest [sha256.Size]byte
+
+func digestOf(m proto.Message) digest {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("xds: marshal %T: %v", m, err)) // only on a programming error
+	}
+	return sha256.Sum256(b)
+}
+
+func versionOf(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)[:12]) }
+
+// entry is the built state of one routable config.
+type entry struct {
+	rc store.RoutableConfig
+	up upstream
+	// unroutable is set when the remote URL cannot be routed; the config
+	// then has no route, cluster or endpoints (404).
+	unroutable bool
+
+	route       *routev3.Route
+	routeDigest digest
+	cluster     *clusterv3.Cluster
+	clusterDig  digest
+	cla         *endpointv3.ClusterLoadAssignment
+	claDigest   digest
+	addrsKey    string // endpoints the CLA was built from, to skip rebuilds
+	problem     string // why the config has no endpoints ("" if it has)
+}
+
+// sameInput reports whether two routable configs produce the same
+// resources: only these fields reach Envoy.
+func sameInput(a, b store.RoutableConfig) bool {
+	return a.Config.ID == b.Config.ID && a.Config.OwnerScope == b.Config.OwnerScope &&
+		a.Config.OwnerID == b.Config.OwnerID && a.Config.RemoteURL == b.Config.RemoteURL &&
+		a.Config.PathPassthrough == b.Config.PathPassthrough && a.Route.Key == b.Route.Key
+}
+
+// state is the whole generated configuration: the static resources, one
+// entry per config, and the last published resource groups (reused when a
+// type did not change, so a route rotation does not rebuild 10k clusters).
+type state struct {
+	b       *builder
+	entries map[string]*entry
+	ids     []string // sorted config ids of entries
+
+	listenerRes     cache.Resources
+	oauthCluster    *clusterv3.Cluster
+	oauthClusterDig digest
+	routeSkeleton   digest // route config without config routes
+
+	res                                  [types.UnknownType]cache.Resources
+	routesDirty, clustersDirty, epsDirty bool
+}
+
+func newState(b *builder) *state {
+	st := &state{b: b, entries: map[string]*entry{}}
+	l := b.buildListener()
+	h := sha256.New()
+	d := digestOf(l)
+	h.Write(d[:])
+	st.listenerRes = cache.NewResources(versionOf(h), []types.Resource{l})
+	st.oauthCluster = b.oauthCluster()
+	st.oauthClusterDig = digestOf(st.oauthCluster)
+	st.routeSkeleton = digestOf(b.buildRouteConfig(nil))
+	st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
+	return st
+}
+
+// upsert (re)builds the route and cluster of rc if its input changed and
+// reports whether anything changed. Endpoints are refreshed separately
+// (refreshEndpoints) once hosts are resolved.
+func (st *state) upsert(rc store.RoutableConfig) bool {
+	id := rc.Config.ID
+	old, ok := st.entries[id]
+	if ok && sameInput(old.rc, rc) {
+		old.rc = rc
+		return false
+	}
+	e := &entry{rc: rc}
+	up, err := parseUpstream(rc.Config.RemoteURL)
+	if err != nil {
+		e.unroutable = true
+		e.problem = problemBadURL
+	} else {
+		e.up = up
+		e.route = st.b.configRoute(rc, up)
+		e.routeDigest = digestOf(e.route)
+		e.cluster = st.b.upstreamCluster(id, up)
+		e.clusterDig = digestOf(e.cluster)
+	}
+	if ok {
+		// Keep what the previous build knew about endpoints so an
+		// unchanged host does not look like a new problem.
+		e.problem = old.problem
+		if e.unroutable {
+			e.problem = problemBadURL
+		}
+	} else {
+		i, _ := slices.BinarySearch(st.ids, id)
+		st.ids = slices.Insert(st.ids, i, id)
+	}
+	st.entries[id] = e
+	st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
+	return true
+}
+
+// remove drops a config (disabled, deleted or gone) and reports whether it
+// was present.
+func (st *state) remove(id string) bool {
+	if _, ok := st.entries[id]; !ok {
+		return false
+	}
+	delete(st.entries, id)
+	if i, found := slices.BinarySearch(st.ids, id); found {
+		st.ids = slices.Delete(st.ids, i, i+1)
+	}
+	st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
+	return true
+}
+
+// hosts returns the reference count of every routable upstream host.
+func (st *state) hosts() map[string]int {
+	used := make(map[string]int, len(st.entries))
+	for _, e := range st.entries {
+		if !e.unroutable {
+			used[e.up.Host]++
+		}
+	}
+	return used
+}
+
+// transition is a change of a config's endpoint problem, for audit.
+type transition struct {
+	rc     store.RoutableConfig
+	host   string
+	from   string
+	to     string
+	detail string
+}
+
+// refreshEndpoints rebuilds the endpoint set of every config whose host is
+// in onlyHosts (all configs when onlyHosts is nil) from the resolver's
+// current state, and returns the problem transitions.
+func (st *state) refreshEndpoints(r *resolver, onlyHosts []string) []transition {
+	var out []transition
+	for _, id := range st.ids {
+		e := st.entries[id]
+		if e.unroutable {
+			if e.cla == nil { // first time seen
+				out = append(out, transition{rc: e.rc, to: problemBadURL})
+				e.cla = &endpointv3.ClusterLoadAssignment{} // marker only, never published
+			}
+			continue
+		}
+		if onlyHosts != nil && !slices.Contains(onlyHosts, e.up.Host) && e.cla != nil {
+			continue
+		}
+		hs, known := r.state(e.up.Host)
+		addrs, problem, detail := hs.addrs, hs.problem, hs.detail
+		switch {
+		case !known:
+			addrs, problem = nil, problemResolve
+		case problem == "" && !e.up.TLS && !hs.plainOK:
+			addrs, problem = nil, problemPlainHTTP
+		}
+		if problem != "" {
+			addrs = nil
+		}
+		key := fmt.Sprint(addrs, e.up.Port)
+		if e.cla == nil || key != e.addrsKey {
+			e.cla = loadAssignment(id, addrs, e.up.Port)
+			e.claDigest = digestOf(e.cla)
+			e.addrsKey = key
+			st.epsDirty = true
+		}
+		if problem != e.problem {
+			out = append(out, transition{rc: e.rc, host: e.up.Host, from: e.problem, to: problem, detail: detail})
+			e.problem = problem
+		}
+	}
+	return out
+}
+
+// snapshot assembles the snapshot, reusing unchanged resource groups. Each
+// type's version is a hash of its resources' digests in name order.
+func (st *state) snapshot() (*cache.Snapshot, error) {
+	if st.routesDirty {
+		h := sha256.New()
+		h.Write(st.routeSkeleton[:])
+		routes := make([]*routev3.Route, 0, len(st.ids))
+		for _, id := range st.ids {
+			if e := st.entries[id]; !e.unroutable {
+				routes = append(routes, e.route)
+				h.Write(e.routeDigest[:])
+			}
+		}
+		st.res[types.Route] = cache.NewResources(versionOf(h), []types.Resource{st.b.buildRouteConfig(routes)})
+		st.routesDirty = false
+	}
+	if st.clustersDirty {
+		h := sha256.New()
+		h.Write(st.oauthClusterDig[:])
+		items := make([]types.Resource, 0, len(st.ids)+1)
+		items = append(items, st.oauthCluster)
+		for _, id := range st.ids {
+			if e := st.entries[id]; !e.unroutable {
+				items = append(items, e.cluster)
+				h.Write(e.clusterDig[:])
+			}
+		}
+		st.res[types.Cluster] = cache.NewResources(versionOf(h), items)
+		st.clustersDirty = false
+	}
+	if st.epsDirty {
+		h := sha256.New()
+		items := make([]types.Resource, 0, len(st.ids))
+		for _, id := range st.ids {
+			if e := st.entries[id]; !e.unroutable && e.cla != nil {
+				items = append(items, e.cla)
+				h.Write(e.claDigest[:])
+			}
+		}
+		st.res[types.Endpoint] = cache.NewResources(versionOf(h), items)
+		st.epsDirty = false
+	}
+	snap := &cache.Snapshot{}
+	snap.Resources[types.Listener] = st.listenerRes
+	snap.Resources[types.Route] = st.res[types.Route]
+	snap.Resources[types.Cluster] = st.res[types.Cluster]
+	snap.Resources[types.Endpoint] = st.res[types.Endpoint]
+	// Every CDS cluster of type EDS must have its endpoints and every RDS
+	// name the listener uses must exist, or an Envoy would wait forever
+	// (go-control-plane's contract for ADS snapshots).
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("xds: inconsistent snapshot: %w", err)
+	}
+	return snap, nil
+}
