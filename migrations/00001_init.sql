@@ -67,7 +67,7 @@ CREATE INDEX api_tokens_user ON api_tokens (user_id, created_at DESC);
 CREATE TABLE sessions (
     id_hash     bytea PRIMARY KEY CHECK (length(id_hash) = 32),
     user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    csrf_hash   bytea NOT NULL CHECK (length(csrf_hash) = 32),
+    csrf_hash   bytea CHECK (csrf_hash IS NULL OR length(csrf_hash) = 32),
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     revoked_at  timestamptz
@@ -103,7 +103,7 @@ CREATE TABLE configs (
     aux_headers                  jsonb NOT NULL DEFAULT '{}',
     provider                     jsonb NOT NULL DEFAULT '{}',
     provider_client_credentials  bytea,
-    registry                     jsonb,
+    registry                     json,  -- json, not jsonb: returned byte for byte as stored
     created_by                   uuid,
     created_at                   timestamptz NOT NULL,
     updated_at                   timestamptz NOT NULL,
@@ -220,7 +220,7 @@ CREATE TABLE oauth_clients (
     client_uri                  text NOT NULL DEFAULT '',
     logo_uri                    text NOT NULL DEFAULT '',
     application_type            text NOT NULL DEFAULT '',
-    metadata                    jsonb,
+    metadata                    json,  -- json keeps the registered document verbatim
     created_at                  timestamptz NOT NULL,
     updated_at                  timestamptz NOT NULL
 );

@@ -42,7 +42,7 @@ type Store struct {
 	reconnectMin, reconnectMax time.Duration
 }
 
-// compile-time check added once every method exists
+var _ store.Store = (*Store)(nil)
 
 // Option configures Open.
 type Option func(*options)

@@ -1,0 +1,188 @@
+package postgres
+
+import (
+	"context"
+	"crypto/subtle"
+	"time"
+
+	"mcpgw/store"
+)
+
+// resolveSQL is the runtime recheck (DESIGN §6 step 6) as ONE statement, so
+// it costs one round trip: pgx's default QueryExecModeCacheStatement
+// prepares it once per connection and afterwards sends only
+// Bind/Execute/Sync.
+//
+// Every table is reached by its primary key (configs.id, users.id,
+// org_members (org_id, user_id), assignments (config_id, user_id),
+// instances.id), so the plan is a chain of nested-loop index scans whose
+// cost does not grow with the data. Two layout choices keep it at five
+// lookups instead of seven:
+//
+//   - configs.active_route_key mirrors the key of the one active route
+//     (written in the same transaction as every rotation), so the routes
+//     table is not joined;
+//   - the provider grant lives on the instance row (see 00001_init.sql), so
+//     the grant table is not joined.
+//
+// Membership and assignment are still proven by their own rows: nothing is
+// inferred from the instance existing. The query returns raw facts; Go
+// decides the first failing rule in the documented order (runtimeDecide),
+// which keeps that order in one readable place and identical to the memory
+// store.
+const resolveSQL = `SELECT now(),
+	c.owner_scope, c.owner_id::text, c.status, c.active_route_key, c.version, c.auth_mode, c.path_passthrough,
+	c.remote_url, c.static_headers, c.static_header_names, c.aux_headers,
+	u.status,
+	m.user_id IS NOT NULL,
+	a.user_id IS NOT NULL,
+	i.owner_scope, i.owner_id::text, i.user_id::text, i.config_id::text, i.state, i.grant_version,
+	i.grant_access_token, i.grant_refresh_token, i.grant_token_type, i.grant_scope, i.grant_expires_at, i.grant_updated_at
+FROM configs c
+LEFT JOIN users u ON u.id = $2
+LEFT JOIN org_members m ON c.owner_scope = 'org' AND m.org_id = c.owner_id AND m.user_id = $2
+LEFT JOIN assignments a ON a.config_id = c.id AND a.user_id = $2
+LEFT JOIN instances i ON i.id = $3
+WHERE c.id = $1`
+
+// runtimeFacts is one row of resolveSQL.
+type runtimeFacts struct {
+	now                            time.Time
+	scope, owner, status, key      string
+	version                        int64
+	authMode                       string
+	passthrough                    bool
+	remoteURL                      string
+	staticHeaders                  []byte
+	staticNames                    []string
+	aux                            []byte
+	userStatus                     *string
+	member, assigned               bool
+	iScope, iOwner, iUser, iConfig *string
+	iState                         *string
+	iGrantVersion                  *int64
+	gAccess, gRefresh              []byte
+	gType, gScope                  *string
+	gExpires, gUpdated             *time.Time
+}
+
+// ResolveRuntime proves the runtime rules in one round trip and names the
+// first failing one.
+func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
+	if err := q.Validate(); err != nil {
+		return store.RuntimeState{}, err
+	}
+	var f runtimeFacts
+	err := s.pool.QueryRow(ctx, resolveSQL, q.ConfigID, q.UserID, q.InstanceID).Scan(
+		&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
+		&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
+		&f.userStatus, &f.member, &f.assigned,
+		&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
+		&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated)
+	if isNoRows(err) {
+		return store.RuntimeState{Reason: store.ReasonRouteNotFound}, nil
+	}
+	if err != nil {
+		return store.RuntimeState{}, mapErr("resolve runtime", err)
+	}
+	return runtimeDecide(q, &f)
+}
+
+// runtimeDecide applies the rules of Store.ResolveRuntime in order.
+func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, error) {
+	deny := func(r store.Reason) (store.RuntimeState, error) {
+		return store.RuntimeState{Reason: r, Checked: utc(f.now)}, nil
+	}
+	scope := store.OwnerScope(f.scope)
+	switch {
+	case scope != q.OwnerScope || f.owner != q.OwnerID:
+		return deny(store.ReasonRouteNotFound)
+	case f.status == string(store.ConfigDeleted):
+		return deny(store.ReasonConfigDeleted)
+	case subtle.ConstantTimeCompare([]byte(f.key), []byte(q.RouteKey)) != 1:
+		return deny(store.ReasonRouteKeyMismatch)
+	case f.status != string(store.ConfigEnabled):
+		return deny(store.ReasonConfigDisabled)
+	case f.version != q.ConfigVersion:
+		return deny(store.ReasonVersionMismatch)
+	case q.ExecutionContext != store.ExecutionContext(scope, f.owner):
+		return deny(store.ReasonContextMismatch)
+	}
+	if f.userStatus == nil {
+		return deny(store.ReasonUserNotFound)
+	}
+	switch store.UserStatus(*f.userStatus) {
+	case store.UserActive:
+	case store.UserDeleted:
+		return deny(store.ReasonUserDeleted)
+	case store.UserBlocked:
+		return deny(store.ReasonUserBlocked)
+	case store.UserProvisional:
+		return deny(store.ReasonUserProvisional)
+	default:
+		return deny(store.ReasonUserNotFound)
+	}
+	if scope == store.ScopeUser {
+		if f.owner != q.UserID {
+			return deny(store.ReasonNotOwner)
+		}
+	} else {
+		if !f.member {
+			return deny(store.ReasonNotMember)
+		}
+		if !f.assigned {
+			return deny(store.ReasonNotAssigned)
+		}
+	}
+	if f.iState == nil {
+		return deny(store.ReasonInstanceNotFound)
+	}
+	if *f.iUser != q.UserID || *f.iConfig != q.ConfigID || *f.iScope != f.scope || *f.iOwner != f.owner {
+		return deny(store.ReasonInstanceMismatch)
+	}
+	if *f.iState != string(store.InstanceActive) {
+		return deny(store.ReasonInstanceNotActive)
+	}
+	mode := store.AuthMode(f.authMode)
+	var grant *store.Grant
+	if mode.IsOAuth() {
+		if f.gType == nil {
+			return deny(store.ReasonGrantMissing)
+		}
+		grant = &store.Grant{InstanceID: q.InstanceID, Version: *f.iGrantVersion, AccessToken: f.gAccess,
+			TokenType: *f.gType, ExpiresAt: utcp(f.gExpires)}
+		if len(f.gRefresh) > 0 {
+			grant.RefreshToken = f.gRefresh
+		}
+		if f.gScope != nil {
+			grant.Scope = *f.gScope
+		}
+		if f.gUpdated != nil {
+			grant.UpdatedAt = utc(*f.gUpdated)
+		}
+	}
+	aux, err := parseMap(f.aux)
+	if err != nil {
+		return store.RuntimeState{}, mapErr("resolve runtime", err)
+	}
+	st := store.RuntimeState{
+		Config: store.RuntimeConfig{
+			ID:                q.ConfigID,
+			AuthMode:          mode,
+			Version:           f.version,
+			PathPassthrough:   f.passthrough,
+			RemoteURL:         f.remoteURL,
+			StaticHeaders:     f.staticHeaders,
+			StaticHeaderNames: nilIfEmpty(f.staticNames),
+			AuxHeaders:        aux,
+		},
+		InstanceID:   q.InstanceID,
+		GrantVersion: *f.iGrantVersion,
+		Grant:        grant,
+		Checked:      utc(f.now),
+	}
+	if len(st.Config.StaticHeaders) == 0 {
+		st.Config.StaticHeaders = nil
+	}
+	return st, nil
+}
