@@ -18,7 +18,6 @@ const MaxPathLength = 4096
 var (
 	errNotRoute       = errors.New("not a connect route")
 	errBadDescendant  = errors.New("descendant path not allowed")
-	errTokenInQuery   = errors.New("access token in query string")
 	errRouteMismatch  = errors.New("path does not match route context")
 	errMissingContext = errors.New("route context missing")
 )
@@ -34,11 +33,10 @@ type requestPath struct {
 
 // parsePath splits Envoy's :path (which includes the query) and validates
 // the path part: a well-formed route root, optionally followed by a
-// descendant that passes validDescendant. It also rejects a query that
-// carries an access_token (RFC 6750 §2.3 allows it; we never do, because
-// query strings end up in logs and would reach the upstream).
+// descendant that passes validDescendant. The query is checked in step 3
+// (queryHasAccessToken).
 func parsePath(full string) (requestPath, error) {
-	p, q, _ := strings.Cut(full, "?")
+	p, _, _ := strings.Cut(full, "?")
 	if len(p) > MaxPathLength {
 		return requestPath{}, errNotRoute
 	}
@@ -51,9 +49,6 @@ func parsePath(full string) (requestPath, error) {
 	}
 	if rest != "" && !validDescendant(rest) {
 		return requestPath{}, errBadDescendant
-	}
-	if q != "" && queryHasAccessToken(q) {
-		return requestPath{}, errTokenInQuery
 	}
 	return requestPath{Route: ref, Rest: rest}, nil
 }
