@@ -30,10 +30,12 @@ func adsConfigSource() *corev3.ConfigSource {
 	}
 }
 
-// mustAny packs m; only fails on a programming error (unregistered type).
+// mustAny packs m deterministically (map fields such as
+// context_extensions in a stable order, so digests and versions are stable);
+// it only fails on a programming error.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(fmt.Sprintf("xds: packing %T: %v", m, err))
 	}
 	return a

@@ -47,7 +47,17 @@ type Server struct {
 	// published is signalled (non-blocking) after every SetSnapshot; tests
 	// and benchmarks wait on it.
 	published chan struct{}
+
+	// sent remembers, per stream and type, the nonce and version of the
+	// last response, so a NACK can be matched to the version it rejects.
+	sentMu sync.Mutex
+	sent   map[int64]map[string]sentResponse
+	// onSend, when set (tests, benchmarks), is called just before a
+	// response is sent on a stream.
+	onSend func(stream int64, typeURL, version string)
 }
+
+type sentResponse struct{ nonce, version string }
 
 // groupHash keys the snapshot cache by the Envoy node's cluster (its node
 // group), so every Envoy of one deployment shares one snapshot and a
@@ -78,6 +88,7 @@ func New(opts Options) (*Server, error) {
 		groups:      map[string]bool{},
 		ready:       make(chan struct{}),
 		published:   make(chan struct{}, 1),
+		sent:        map[int64]map[string]sentResponse{},
 	}
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger{s.log})
 	return s, nil
@@ -107,14 +118,47 @@ func (s *Server) callbacks() xdsserver.Callbacks {
 			s.metrics.streams.Inc()
 			return nil
 		},
-		StreamClosedFunc: func(int64, *corev3.Node) { s.metrics.streams.Dec() },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.metrics.streams.Dec()
+			s.sentMu.Lock()
+			delete(s.sent, id)
+			s.sentMu.Unlock()
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+			s.sentMu.Lock()
+			m := s.sent[id]
+			if m == nil {
+				m = map[string]sentResponse{}
+				s.sent[id] = m
+			}
+			m[resp.GetTypeUrl()] = sentResponse{nonce: resp.GetNonce(), version: resp.GetVersionInfo()}
+			s.sentMu.Unlock()
+			if s.onSend != nil {
+				s.onSend(id, resp.GetTypeUrl(), resp.GetVersionInfo())
+			}
+		},
 		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
 			s.metrics.streams.Inc()
 			return nil
 		},
 		DeltaStreamClosedFunc: func(int64, *corev3.Node) { s.metrics.streams.Dec() },
 		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
-			s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			nack := req.GetErrorDetail() != nil
+			rejected := req.GetVersionInfo()
+			if nack {
+				s.sentMu.Lock()
+				if last, ok := s.sent[id][req.GetTypeUrl()]; ok && last.nonce == req.GetResponseNonce() {
+					rejected = last.version
+					// Treat the rejected version as the one the Envoy
+					// has, so the cache waits for the next snapshot
+					// instead of re-sending the same rejected config in
+					// a tight NACK loop (the Envoy keeps serving its
+					// last good config meanwhile).
+					req.VersionInfo = last.version
+				}
+				s.sentMu.Unlock()
+			}
+			s.onRequest(id, req.GetNode(), req.GetTypeUrl(), rejected, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), nack)
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
@@ -132,7 +176,7 @@ func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, version, no
 		s.metrics.nacks.WithLabelValues(typeURL).Inc()
 		s.log.Warn("xds: envoy rejected configuration (NACK)",
 			"stream", stream, "node", node.GetId(), "node_cluster", node.GetCluster(),
-			"type_url", typeURL, "version", version, "nonce", nonce, "error", errMsg)
+			"type_url", typeURL, "rejected_version", version, "nonce", nonce, "error", errMsg)
 	}
 	if node != nil {
 		s.addGroup(groupHash{}.ID(node))
