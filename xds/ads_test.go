@@ -56,7 +56,7 @@ type testEnv struct {
 	addr  string
 }
 
-func startEnv(t *testing.T, mutate func(*Options), rcs ...store.RoutableConfig) *testEnv {
+func startEnv(t *testing.T, setup func(*testEnv, *Options), rcs ...store.RoutableConfig) *testEnv {
 	t.Helper()
 	env := &testEnv{
 		store: newFakeStore(rcs...),
@@ -73,8 +73,8 @@ func startEnv(t *testing.T, mutate func(*Options), rcs ...store.RoutableConfig) 
 		Logger:          slog.New(slog.NewJSONHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:             env.clock.Now,
 	}
-	if mutate != nil {
-		mutate(&opts)
+	if setup != nil {
+		setup(env, &opts)
 	}
 	srv, err := New(opts)
 	if err != nil {
@@ -302,9 +302,10 @@ func routePath(rc store.RoutableConfig) string {
 func TestADSRotationAndNACK(t *testing.T) {
 	a := routable(cfgExact, store.ScopeUser, userA, "https://mcp.example.com/v1/mcp", keyA, false)
 	b := routable(cfgPass, store.ScopeOrg, orgB, "https://tools.example.net/mcp", keyB, true)
-	env := startEnv(t, nil, a, b)
-	env.res.set("mcp.example.com", time.Minute, "1.1.1.1")
-	env.res.set("tools.example.net", time.Minute, "2606:4700:4700::1001")
+	env := startEnv(t, func(e *testEnv, _ *Options) {
+		e.res.set("mcp.example.com", time.Minute, "1.1.1.1")
+		e.res.set("tools.example.net", time.Minute, "2606:4700:4700::1001")
+	}, a, b)
 	env.waitReady(t)
 
 	c := dialADS(t, env.addr, "envoy-1", "edge")
