@@ -18,8 +18,8 @@ import (
 
 type fixture struct {
 	keyFile, prevFile string
-	ring               string
-	hash               string
+	ring              string
+	hash              string
 }
 
 var fx *fixture
