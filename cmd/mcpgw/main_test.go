@@ -320,7 +320,9 @@ func TestServeFramework(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	lw2 := &lineWriter{lines: make(chan string, 16)}
 	var errb2 bytes.Buffer
-	go func() { done <- run(ctx2, &app{stdout: lw2, stderr: &errb2}, append([]string{"dev", "--shutdown-timeout=1s"}, args...)) }()
+	go func() {
+		done <- run(ctx2, &app{stdout: lw2, stderr: &errb2}, append([]string{"dev", "--shutdown-timeout=1s"}, args...))
+	}()
 	waitLine(t, lw2.lines, "mcpgw ready", 30*time.Second)
 	cancel2()
 	select {
