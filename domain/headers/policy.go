@@ -1,9 +1,6 @@
 package headers
 
-import (
-	"slices"
-	"strings"
-)
+import "slices"
 
 // Header is one name/value pair to set on the upstream request.
 type Header struct {
@@ -48,13 +45,10 @@ func Removals(client map[string]string, staticNames []string, set []Header) []st
 		add(n)
 	}
 	for _, n := range staticNames {
-		add(strings.ToLower(n))
+		add(lowerASCII(n))
 	}
 	for n := range client {
-		ln := n
-		if hasUpper(n) {
-			ln = strings.ToLower(n)
-		}
+		ln := lowerASCII(n)
 		if ClientAllowed(ln) {
 			continue
 		}
@@ -66,11 +60,20 @@ func Removals(client map[string]string, staticNames []string, set []Header) []st
 	return slices.Compact(out)
 }
 
-func hasUpper(s string) bool {
+// lowerASCII lower-cases ASCII letters only. strings.ToLower would rewrite
+// invalid UTF-8 to U+FFFD and so name a different header than the client
+// sent.
+func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
-	return false
+	return s
 }
