@@ -13,10 +13,8 @@ import (
 // liveInstanceLocked returns the one non-terminal instance of the tuple, or
 // nil.
 func (s *Store) liveInstanceLocked(scope store.OwnerScope, ownerID, userID, configID string) *store.Instance {
-	for _, in := range s.instances {
-		if in.OwnerScope == scope && in.OwnerID == ownerID && in.UserID == userID && in.ConfigID == configID && !in.State.Terminal() {
-			return in
-		}
+	if id, ok := s.live[instKey{scope, ownerID, userID, configID}]; ok {
+		return s.instances[id]
 	}
 	return nil
 }
@@ -33,6 +31,7 @@ func (s *Store) bumpGrantLocked(in *store.Instance, now time.Time) {
 // grant (version advances) and pending provider state.
 func (s *Store) endInstanceLocked(in *store.Instance, state store.InstanceState, now time.Time) {
 	in.State = state
+	delete(s.live, instKey{in.OwnerScope, in.OwnerID, in.UserID, in.ConfigID})
 	s.bumpGrantLocked(in, now)
 	id := in.ID
 	s.deletePendingLocked(func(p *store.PendingProviderState) bool { return p.InstanceID == id })
@@ -73,6 +72,7 @@ func (s *Store) GetOrCreateInstance(ctx context.Context, scope store.OwnerScope,
 	in := &store.Instance{ID: newID, OwnerScope: scope, OwnerID: ownerID, UserID: userID, ConfigID: configID,
 		State: store.InstanceActive, CreatedAt: now, UpdatedAt: now}
 	s.instances[newID] = in
+	s.live[instKey{scope, ownerID, userID, configID}] = newID
 	return *in, true, nil
 }
 

@@ -32,9 +32,12 @@ type Store struct {
 	closed bool
 
 	users       map[string]*store.User
+	emails      map[string]string    // email of a non-deleted user → id
+	oidc        map[[2]string]string // issuer+subject → user id
 	orgs        map[string]*store.Org
 	members     map[memberKey]*store.Member
 	apiTokens   map[string]*store.APIToken // by id
+	tokenHash   map[string]string          // string(Hash) → api token id
 	sessions    map[string]*store.Session  // by string(IDHash)
 	configs     map[string]*store.Config
 	routes      map[string]*store.Route // by route id
@@ -42,6 +45,7 @@ type Store struct {
 	activeRoute map[string]string       // config id → active route id
 	assignments map[assignKey]*store.Assignment
 	instances   map[string]*store.Instance
+	live        map[instKey]string      // tuple → its non-terminal instance id
 	grants      map[string]*store.Grant // by instance id
 	regs        map[regKey]*store.ProviderRegistration
 	pending     map[string]*store.PendingProviderState // by string(StateHash)
@@ -61,6 +65,10 @@ type Store struct {
 
 type memberKey struct{ org, user string }
 type assignKey struct{ config, user string }
+type instKey struct {
+	scope               store.OwnerScope
+	owner, user, config string
+}
 type regKey struct {
 	config  string
 	version int64
@@ -85,9 +93,12 @@ func New(opts ...Option) *Store {
 	s := &Store{
 		now:         time.Now,
 		users:       map[string]*store.User{},
+		emails:      map[string]string{},
+		oidc:        map[[2]string]string{},
 		orgs:        map[string]*store.Org{},
 		members:     map[memberKey]*store.Member{},
 		apiTokens:   map[string]*store.APIToken{},
+		tokenHash:   map[string]string{},
 		sessions:    map[string]*store.Session{},
 		configs:     map[string]*store.Config{},
 		routes:      map[string]*store.Route{},
@@ -95,6 +106,7 @@ func New(opts ...Option) *Store {
 		activeRoute: map[string]string{},
 		assignments: map[assignKey]*store.Assignment{},
 		instances:   map[string]*store.Instance{},
+		live:        map[instKey]string{},
 		grants:      map[string]*store.Grant{},
 		regs:        map[regKey]*store.ProviderRegistration{},
 		pending:     map[string]*store.PendingProviderState{},

@@ -20,13 +20,11 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error
 	if _, ok := s.users[u.ID]; ok {
 		return store.User{}, conflict("user id taken")
 	}
-	for _, o := range s.users {
-		if o.Status != store.UserDeleted && o.Email == u.Email {
-			return store.User{}, conflict("email taken")
-		}
-		if u.OIDCIssuer != "" && o.OIDCIssuer == u.OIDCIssuer && o.OIDCSubject == u.OIDCSubject {
-			return store.User{}, conflict("OIDC identity taken")
-		}
+	if _, ok := s.emails[u.Email]; ok {
+		return store.User{}, conflict("email taken")
+	}
+	if _, ok := s.oidc[[2]string{u.OIDCIssuer, u.OIDCSubject}]; ok && u.OIDCIssuer != "" {
+		return store.User{}, conflict("OIDC identity taken")
 	}
 	if u.Status == "" {
 		u.Status = store.UserActive
@@ -37,6 +35,10 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error
 	}
 	v := cloneUser(u)
 	s.users[u.ID] = &v
+	s.emails[u.Email] = u.ID
+	if u.OIDCIssuer != "" {
+		s.oidc[[2]string{u.OIDCIssuer, u.OIDCSubject}] = u.ID
+	}
 	return cloneUser(v), nil
 }
 
@@ -63,10 +65,8 @@ func (s *Store) GetUserByEmail(ctx context.Context, email string) (store.User, e
 		return store.User{}, err
 	}
 	defer s.mu.Unlock()
-	for _, u := range s.users {
-		if u.Status != store.UserDeleted && u.Email == email {
-			return cloneUser(*u), nil
-		}
+	if id, ok := s.emails[email]; ok {
+		return cloneUser(*s.users[id]), nil
 	}
 	return store.User{}, notFound("user")
 }
@@ -79,10 +79,8 @@ func (s *Store) GetUserByOIDC(ctx context.Context, issuer, subject string) (stor
 		return store.User{}, err
 	}
 	defer s.mu.Unlock()
-	for _, u := range s.users {
-		if u.Status != store.UserDeleted && u.OIDCIssuer == issuer && u.OIDCSubject == subject {
-			return cloneUser(*u), nil
-		}
+	if id, ok := s.oidc[[2]string{issuer, subject}]; ok {
+		return cloneUser(*s.users[id]), nil
 	}
 	return store.User{}, notFound("user")
 }
@@ -178,6 +176,10 @@ func (s *Store) SoftDeleteUser(ctx context.Context, id string, ev *store.AuditEv
 		return nil
 	}
 	now := s.now()
+	delete(s.emails, u.Email)
+	if u.OIDCIssuer != "" {
+		delete(s.oidc, [2]string{u.OIDCIssuer, u.OIDCSubject})
+	}
 	u.Status = store.UserDeleted
 	u.Email = "deleted-" + id + "@deleted.invalid"
 	u.DisplayName = ""
@@ -204,6 +206,7 @@ func (s *Store) SoftDeleteUser(ctx context.Context, id string, ev *store.AuditEv
 	for k, t := range s.apiTokens {
 		if t.UserID == id {
 			delete(s.apiTokens, k)
+			delete(s.tokenHash, string(t.Hash))
 		}
 	}
 	changed := map[string]bool{}
@@ -241,14 +244,13 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) (store.API
 	if _, ok := s.apiTokens[t.ID]; ok {
 		return store.APIToken{}, conflict("api token id taken")
 	}
-	for _, o := range s.apiTokens {
-		if string(o.Hash) == string(t.Hash) {
-			return store.APIToken{}, conflict("api token hash taken")
-		}
+	if _, ok := s.tokenHash[string(t.Hash)]; ok {
+		return store.APIToken{}, conflict("api token hash taken")
 	}
 	t.CreatedAt = s.stamp(t.CreatedAt)
 	v := cloneAPIToken(t)
 	s.apiTokens[t.ID] = &v
+	s.tokenHash[string(t.Hash)] = t.ID
 	return cloneAPIToken(v), nil
 }
 
@@ -263,10 +265,8 @@ func (s *Store) GetAPITokenByHash(ctx context.Context, hash []byte, now time.Tim
 		return store.APIToken{}, err
 	}
 	defer s.mu.Unlock()
-	for _, t := range s.apiTokens {
-		if string(t.Hash) != string(hash) {
-			continue
-		}
+	if id, ok := s.tokenHash[string(hash)]; ok {
+		t := s.apiTokens[id]
 		if u, ok := s.users[t.UserID]; !ok || u.Status == store.UserDeleted {
 			return store.APIToken{}, notFound("api token")
 		}
