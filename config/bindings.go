@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -278,7 +279,8 @@ func Load(fs *flag.FlagSet, args []string, environ []string) (*Config, error) {
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		c.warnings = append(c.warnings, "unknown environment variable "+k+" ignored (typo?)")
+		c.loadWarns = append(c.loadWarns, "unknown environment variable "+k+" ignored (typo?)")
 	}
+	c.warnings = slices.Clone(c.loadWarns)
 	return c, nil
 }

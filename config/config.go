@@ -100,7 +100,8 @@ type Config struct {
 	signingSet *signing.Set
 	keyRing    *secrets.KeyRing
 	allowlist  addrpolicy.Allowlist
-	warnings   []string
+	warnings   []string // Load's plus Validate's
+	loadWarns  []string // Load's only, so Validate can run again
 }
 
 // Listen holds listen addresses (host:port). Defaults bind loopback only;

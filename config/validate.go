@@ -149,6 +149,7 @@ func (c *Config) SlogLevel() slog.Level {
 // (with a warning). Error messages never contain secret values.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
+	c.warnings = slices.Clone(c.loadWarns)
 	c.normalize()
 
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {

@@ -227,6 +227,18 @@ func TestSafeDialContext(t *testing.T) {
 	if _, err := allow(ctx, "tcp6", net.JoinHostPort("svc.test", itoa(port))); !errors.Is(err, ErrResolve) {
 		t.Fatalf("tcp6 with only IPv4 answers: %v", err)
 	}
+
+	// An allowlisted host dials although its address is not allowlisted;
+	// another host with the same address does not.
+	byHost := SafeDialContext(r, Allowlist{Hosts: []string{"svc.test"}}, nil)
+	c, err = byHost(ctx, "tcp", net.JoinHostPort("svc.test", itoa(port)))
+	if err != nil {
+		t.Fatalf("allowlisted host: %v", err)
+	}
+	c.Close()
+	if _, err := byHost(ctx, "tcp", net.JoinHostPort("127.0.0.1", itoa(port))); !errors.Is(err, ErrNotPublic) {
+		t.Fatalf("literal loopback with host allowlist: %v", err)
+	}
 }
 
 func itoa(i int) string {
