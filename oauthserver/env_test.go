@@ -144,13 +144,13 @@ type env struct {
 	keys     signing.Set
 	upstream *httptest.Server
 
-	alice, bob, carol store.User // carol is blocked
-	aliceCfg      store.Config   // alice's personal config (auth none)
-	aliceRoute    domain.RouteRef
-	bobCfg        store.Config // bob's personal config
-	bobRoute      domain.RouteRef
-	oauthCfg      store.Config // alice's personal oauth_dynamic config
-	oauthRoute    domain.RouteRef
+	alice, bob, carol store.User   // carol is blocked
+	aliceCfg          store.Config // alice's personal config (auth none)
+	aliceRoute        domain.RouteRef
+	bobCfg            store.Config // bob's personal config
+	bobRoute          domain.RouteRef
+	oauthCfg          store.Config // alice's personal oauth_dynamic config
+	oauthRoute        domain.RouteRef
 
 	mu          sync.Mutex
 	planted     []string // secrets seen during the test
