@@ -151,10 +151,10 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 			// NACK: version_info stays the last accepted one, the nonce
 			// names the rejected response, error_detail says why (Envoy
 			// docs: xDS protocol, "ACK and NACK semantics").
-			s.recordNACK(NACK{TypeURL: resp.GetTypeUrl(), Version: resp.GetVersionInfo(), Nonce: resp.GetNonce(), Error: applyErr.Error()})
 			if err := send(resp.GetTypeUrl(), names, &statuspb.Status{Code: int32(codes.InvalidArgument), Message: applyErr.Error()}); err != nil {
 				return got, err
 			}
+			s.recordNACK(NACK{TypeURL: resp.GetTypeUrl(), Version: resp.GetVersionInfo(), Nonce: resp.GetNonce(), Error: applyErr.Error()})
 			continue
 		}
 		if err := send(resp.GetTypeUrl(), names, nil); err != nil {

@@ -314,7 +314,17 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 	if crt.cfg.tls != nil {
 		scheme = "https"
 	}
-	u := &url.URL{Scheme: scheme, Host: "upstream", Opaque: path, RawQuery: strings.TrimPrefix(query, "?"), ForceQuery: query == "?"}
+	// The path goes upstream byte for byte as normalized and rewritten.
+	u := &url.URL{Scheme: scheme, Host: "upstream", RawQuery: strings.TrimPrefix(query, "?"), ForceQuery: query == "?"}
+	if dec, err := url.PathUnescape(path); err == nil && !strings.HasPrefix(path, "//") {
+		u.Path, u.RawPath = dec, path
+	} else if err == nil {
+		// A leading "//" would read as an authority in Opaque; Path/RawPath
+		// keep it a path.
+		u.Path, u.RawPath = dec, path
+	} else {
+		u.Opaque = path
+	}
 	var body io.ReadCloser = http.NoBody
 	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
 		body = &activityReader{rc: r.Body, t: timer}
