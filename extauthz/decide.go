@@ -245,7 +245,9 @@ func (s *Server) upstreamHeaders(ctx context.Context, st store.RuntimeState) (se
 				return nil, ReasonProviderTransient, http.StatusServiceUnavailable, nil
 			default:
 				s.m.refresh.WithLabelValues("error").Inc()
-				s.log.Error("extauthz: provider credential unusable", "config_id", cfg.ID, "instance_id", st.InstanceID, "err", err)
+				// The error text is not logged: it comes from the provider
+				// code and could carry upstream payload.
+				s.log.Error("extauthz: provider credential unusable", "config_id", cfg.ID, "instance_id", st.InstanceID, "err_type", fmt.Sprintf("%T", err))
 				return nil, ReasonCredentialError, http.StatusForbidden, nil
 			}
 		}

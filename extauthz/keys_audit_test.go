@@ -1,0 +1,166 @@
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"mcpgw/domain/signing"
+	"mcpgw/store"
+)
+
+// TestJWKS: keys come from the oauthserver's JWKS URL; an unknown kid
+// triggers a refetch (a rotation), but at most once per MinRefresh, and a
+// Check verified through JWKS is allowed.
+func TestJWKS(t *testing.T) {
+	key, other, _ := fixtureKeys(t)
+	var mu sync.Mutex
+	set, _ := signing.NewSet(key)
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(set.JWKS())
+	}))
+	defer srv.Close()
+	clk := newClock()
+	j, err := NewJWKS(JWKSOptions{URL: srv.URL, MinRefresh: 10 * time.Second, Now: clk.Now})
+	must(t, err)
+	ctx := context.Background()
+
+	if _, err := j.PublicKey(ctx, key.ID); err != nil {
+		t.Fatalf("known kid: %v", err)
+	}
+	if _, err := j.PublicKey(ctx, other.ID); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid right after a fetch: %v", err)
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("fetches = %d, want 1 (rate limited)", n)
+	}
+	// Rotation: the oauthserver now publishes other as current.
+	mu.Lock()
+	set, _ = signing.NewSet(other, key)
+	mu.Unlock()
+	for i := 0; i < 5; i++ {
+		_, _ = j.PublicKey(ctx, "nope-"+string(rune('a'+i)))
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("fetches = %d within MinRefresh, want 1", n)
+	}
+	clk.Advance(11 * time.Second)
+	if _, err := j.PublicKey(ctx, other.ID); err != nil {
+		t.Fatalf("rotated kid after MinRefresh: %v", err)
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("fetches = %d, want 2", n)
+	}
+
+	// Through Check.
+	fs := &fakeStore{}
+	e := newEnv(t, fs, func(o *Options) { o.Keys = j })
+	r := newRoute(store.ScopeUser)
+	fs.state = okState(r, store.AuthNone)
+	tok := mint(t, other, r.claims(e.clock.Now()))
+	if got := checkStatus(t, e, r, tok); got != 200 {
+		t.Fatalf("Check with JWKS key: %d", got)
+	}
+
+	// A broken JWKS endpoint keeps the old keys.
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 500) })
+	clk.Advance(11 * time.Second)
+	if err := j.Refresh(ctx); err == nil {
+		t.Fatal("refresh against a 500 succeeded")
+	}
+	if _, err := j.PublicKey(ctx, other.ID); err != nil {
+		t.Fatalf("kept key after failed refresh: %v", err)
+	}
+}
+
+// blockingAudit never returns until released: the audit writer is stuck.
+type blockingAudit struct {
+	fakeStore
+	release chan struct{}
+}
+
+func (b *blockingAudit) AppendAudit(ctx context.Context, evs ...store.AuditEvent) error {
+	<-b.release
+	return b.fakeStore.AppendAudit(ctx, evs...)
+}
+
+// TestAuditNeverBlocks: with the audit writer stuck and the queue full,
+// Checks still answer and the drops are counted; once released the queued
+// usage is written coalesced (one row per distinct usage with a count).
+func TestAuditNeverBlocks(t *testing.T) {
+	b := &blockingAudit{release: make(chan struct{})}
+	e := newEnv(t, b, func(o *Options) { o.Audit = AuditOptions{QueueSize: 4, FlushInterval: time.Millisecond, MaxRows: 1} })
+	r := newRoute(store.ScopeUser)
+	b.state = okState(r, store.AuthNone)
+	tok := mint(t, e.key, r.claims(e.clock.Now()))
+	for i := 0; i < 20; i++ {
+		if got := checkStatus(t, e, r, tok); got != 200 {
+			t.Fatalf("Check %d: %d", i, got)
+		}
+	}
+	if d := testutil.ToFloat64(e.srv.m.auditDropped); d < 1 {
+		t.Fatalf("audit drops = %v, want > 0 with a stuck writer", d)
+	}
+	close(b.release)
+	e.srv.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.audit) == 0 {
+		t.Fatal("no audit rows after release")
+	}
+	var total int
+	for _, ev := range b.audit {
+		if ev.Type != "runtime.usage" || ev.Outcome != "allowed" || ev.UserID != r.userID || ev.InstanceID != r.instanceID || ev.ConfigID != r.ref.ConfigID {
+			t.Errorf("unexpected row %+v", ev)
+		}
+		var n int
+		for _, c := range ev.Metadata["requests"] {
+			n = n*10 + int(c-'0')
+		}
+		total += n
+	}
+	if dropped := int(testutil.ToFloat64(e.srv.m.auditDropped)); total+dropped != 20 {
+		t.Errorf("written %d + dropped %d != 20 requests", total, dropped)
+	}
+}
+
+// TestAuditCoalesces: many requests of one usage become one row.
+func TestAuditCoalesces(t *testing.T) {
+	fs := &fakeStore{}
+	e := newEnv(t, fs, func(o *Options) { o.Audit = AuditOptions{FlushInterval: time.Hour} })
+	r := newRoute(store.ScopeUser)
+	fs.state = okState(r, store.AuthNone)
+	tok := mint(t, e.key, r.claims(e.clock.Now()))
+	for i := 0; i < 10; i++ {
+		checkStatus(t, e, r, tok)
+	}
+	fs.state = store.RuntimeState{Reason: store.ReasonUserBlocked}
+	checkStatus(t, e, r, tok)
+	e.srv.Close()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.audit) != 2 {
+		t.Fatalf("rows = %d (%+v), want 2 (allowed x10, denied x1)", len(fs.audit), fs.audit)
+	}
+	for _, ev := range fs.audit {
+		want := map[string]string{"allowed": "10", "denied": "1"}[ev.Outcome]
+		if ev.Metadata["requests"] != want {
+			t.Errorf("%s row requests = %q, want %q", ev.Outcome, ev.Metadata["requests"], want)
+		}
+		if ev.Outcome == "denied" && ev.Reason != "user_blocked" {
+			t.Errorf("denied reason = %q", ev.Reason)
+		}
+	}
+}
