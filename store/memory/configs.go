@@ -116,8 +116,16 @@ func (s *Store) ListConfigs(ctx context.Context, scope store.OwnerScope, ownerID
 	return out, nil
 }
 
-// UpdateConfig is the read-modify-write of a config. update runs with the
-// store lock held, so it must not call the store.
+// maxUpdateAttempts bounds UpdateConfig's optimistic retries.
+const maxUpdateAttempts = 64
+
+// UpdateConfig is the read-modify-write of a config. update runs without
+// the store lock, on a private copy, so it may take time (address checks)
+// or read the store without stalling every other caller; the result is
+// written only if the config did not change meanwhile (a per-config
+// revision), otherwise update runs again on the fresh config. This gives
+// the same no-lost-update guarantee as Postgres's SELECT ... FOR UPDATE.
+// Without contention update runs exactly once.
 func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.Config) error, ev *store.AuditEvent) (store.Config, bool, error) {
 	if err := store.ValidateID("config_id", id); err != nil {
 		return store.Config{}, false, err
@@ -128,23 +136,46 @@ func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.
 	if err := validateEvent(ev); err != nil {
 		return store.Config{}, false, err
 	}
-	if err := s.lock(ctx); err != nil {
-		return store.Config{}, false, err
+	for range maxUpdateAttempts {
+		if err := s.lock(ctx); err != nil {
+			return store.Config{}, false, err
+		}
+		old, ok := s.configs[id]
+		if !ok || old.Status == store.ConfigDeleted {
+			s.mu.Unlock()
+			return store.Config{}, false, notFound("config")
+		}
+		rev := s.configRev[id]
+		next := cloneConfig(*old)
+		s.mu.Unlock()
+
+		if err := update(&next); err != nil {
+			return store.Config{}, false, fmt.Errorf("update config: %w", err)
+		}
+		next = cloneConfig(next) // update may keep references to what it set
+
+		if err := s.lock(ctx); err != nil {
+			return store.Config{}, false, err
+		}
+		if s.configRev[id] != rev {
+			s.mu.Unlock()
+			continue
+		}
+		c, material, err := s.applyConfigUpdateLocked(s.configs[id], next, ev)
+		s.mu.Unlock()
+		return c, material, err
 	}
-	defer s.mu.Unlock()
-	old, ok := s.configs[id]
-	if !ok || old.Status == store.ConfigDeleted {
-		return store.Config{}, false, notFound("config")
-	}
-	next := cloneConfig(*old)
-	if err := update(&next); err != nil {
-		return store.Config{}, false, fmt.Errorf("update config: %w", err)
-	}
+	return store.Config{}, false, fmt.Errorf("%w: config kept changing during update", store.ErrStale)
+}
+
+// applyConfigUpdateLocked writes next over old with the cascades of a
+// material change (store.ConfigStore.UpdateConfig).
+func (s *Store) applyConfigUpdateLocked(old *store.Config, next store.Config, ev *store.AuditEvent) (store.Config, bool, error) {
+	id := old.ID
 	// Only the fields update may change survive (store.ConfigStore).
 	next.ID, next.OwnerScope, next.OwnerID = old.ID, old.OwnerScope, old.OwnerID
 	next.Status, next.Version, next.CreatedBy = old.Status, old.Version, old.CreatedBy
 	next.CreatedAt, next.UpdatedAt = old.CreatedAt, old.UpdatedAt
-	next = cloneConfig(next) // update may keep references to what it set
 	if err := next.Validate(); err != nil {
 		return store.Config{}, false, err
 	}
@@ -177,6 +208,7 @@ func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.
 	}
 	next.UpdatedAt = now
 	s.configs[id] = &next
+	s.configRev[id]++
 	s.auditLocked(ev)
 	s.emitLocked(store.Change{Kind: store.ChangeConfig, ConfigID: id})
 	return cloneConfig(next), material, nil
@@ -202,6 +234,7 @@ func (s *Store) SetConfigStatus(ctx context.Context, id string, status store.Con
 	}
 	c.Status = status
 	c.UpdatedAt = s.now()
+	s.configRev[id]++
 	s.auditLocked(ev)
 	s.emitLocked(store.Change{Kind: store.ChangeConfig, ConfigID: id})
 	return cloneConfig(*c), nil
@@ -229,6 +262,7 @@ func (s *Store) DeleteConfig(ctx context.Context, id string, ev *store.AuditEven
 	now := s.now()
 	c.Status = store.ConfigDeleted
 	c.UpdatedAt = now
+	s.configRev[id]++
 	if rid, ok := s.activeRoute[id]; ok {
 		r := s.routes[rid]
 		r.Active = false

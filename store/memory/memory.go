@@ -8,10 +8,10 @@
 // the way in and on the way out, so a caller can never mutate stored state
 // through a slice, map or pointer it passed in or got back.
 //
-// Two methods run caller code: UpdateConfig calls its update function while
-// holding the store lock (it must not call back into the store, exactly as it
-// must not in Postgres, where it would run inside the transaction), and
-// LockGrant runs fn holding only a per-instance lock (see LockGrant).
+// Two methods run caller code, and neither holds the store lock while it
+// runs: UpdateConfig applies its update function optimistically (retrying
+// if the config changed meanwhile) and LockGrant runs fn holding only a
+// per-instance lock. Either may therefore take time or read the store.
 package memory
 
 import (
@@ -40,6 +40,7 @@ type Store struct {
 	tokenHash   map[string]string          // string(Hash) → api token id
 	sessions    map[string]*store.Session  // by string(IDHash)
 	configs     map[string]*store.Config
+	configRev   map[string]uint64       // bumped by every config write (UpdateConfig's optimistic check)
 	routes      map[string]*store.Route // by route id
 	routeKeys   map[string]string       // every route key ever used → route id
 	activeRoute map[string]string       // config id → active route id
@@ -101,6 +102,7 @@ func New(opts ...Option) *Store {
 		tokenHash:   map[string]string{},
 		sessions:    map[string]*store.Session{},
 		configs:     map[string]*store.Config{},
+		configRev:   map[string]uint64{},
 		routes:      map[string]*store.Route{},
 		routeKeys:   map[string]string{},
 		activeRoute: map[string]string{},

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -367,5 +368,39 @@ func TestCanceledContext(t *testing.T) {
 	}
 	if us, _ := s.ListUsers(context.Background(), true); len(us) != 0 {
 		t.Fatal("user created")
+	}
+}
+
+// TestUpdateConfigNoLostUpdate: concurrent read-modify-writes of one config
+// all land, and an update function may read the store without deadlock.
+func TestUpdateConfigNoLostUpdate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := f.s.UpdateConfig(ctx, f.cfg.ID, func(c *store.Config) error {
+				if _, err := f.s.GetUser(ctx, f.user.ID); err != nil { // reading the store inside update
+					return err
+				}
+				c.AuxHeaders[fmt.Sprintf("x-h%d", i)] = "v"
+				return nil
+			}, nil)
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	c, err := f.s.GetConfig(ctx, f.cfg.ID)
+	must(t, err)
+	if len(c.AuxHeaders) != n+1 {
+		t.Fatalf("aux headers = %d, want %d: an update was lost", len(c.AuxHeaders), n+1)
+	}
+	if c.Version != f.cfg.Version {
+		t.Fatalf("version moved on non-material updates: %d", c.Version)
 	}
 }
