@@ -8,6 +8,10 @@ type OAuth struct {
 	// RegistrationPerMinute is the dynamic client registration rate limit
 	// per trusted client IP (DESIGN §4: 10 per minute).
 	RegistrationPerMinute int `json:"registration_per_minute,omitempty"`
+	// OIDCProvisionActive creates users who first sign in through OIDC as
+	// active instead of provisional (DESIGN §7: provisional users are
+	// ineligible until an administrator activates them). File only.
+	OIDCProvisionActive bool `json:"oidc_provision_active,omitempty"`
 }
 
 func (o *OAuth) defaults() { o.RegistrationPerMinute = 10 }

@@ -353,6 +353,18 @@ func (s *Server) routes() {
 	handle("GET /login/oidc/callback", "login", s.handleOIDCCallback)
 	handle("POST /logout", "logout", s.handleLogout)
 	handle("POST /api/v1/connect-tokens", "connect_token", s.handleConnectToken)
+	handle("GET /health", "health", s.handleHealth)
+}
+
+// handleHealth reports whether the store is reachable (Envoy and load
+// balancer health checks).
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.st.Ping(r.Context()); err != nil {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 func issuerPath(iss string) string {

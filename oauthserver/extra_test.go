@@ -1,0 +1,376 @@
+package oauthserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"mcpgw/domain"
+	"mcpgw/domain/signing"
+	"mcpgw/store"
+)
+
+// TestConnectTokens covers derived connect tokens (DESIGN §2, §7): same
+// JWT contract, no refresh token, eligibility checked, lazy instance.
+func TestConnectTokens(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		e := newEnv(t, newStore(t))
+		tok := e.apiToken(t, e.alice)
+		for _, body := range []map[string]any{{"resource": e.routeURL(e.aliceRoute)}, {"config_id": e.aliceCfg.ID}} {
+			st, m := e.connectTokenResp(t, tok, body)
+			if st != 200 || m["refresh_token"] != nil || m["token_type"] != "Bearer" || m["resource"] != e.routeURL(e.aliceRoute) {
+				t.Fatalf("connect token %v: %d %v", body, st, m)
+			}
+			e.plant(m["access_token"].(string))
+			e.assertClaims(t, e.parseJWT(t, m["access_token"].(string)), ConnectTokenClientID, "mcp:access")
+		}
+		// The token works through the stand-in data plane.
+		_, m := e.connectTokenResp(t, tok, map[string]any{"resource": e.routeURL(e.aliceRoute)})
+		req, _ := http.NewRequest(http.MethodPost, e.routeURL(e.aliceRoute), strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+m["access_token"].(string))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			t.Errorf("connect token refused by the data plane: %d", resp.StatusCode)
+		}
+		// OAuth-mode config without a grant: 409, nothing minted.
+		if st, code := e.connectToken(t, tok, map[string]any{"config_id": e.oauthCfg.ID}); st != http.StatusConflict || code != ErrAccessDenied {
+			t.Errorf("oauth config without grant: %d %s", st, code)
+		}
+		// Unknown config and a blocked user.
+		if st, code := e.connectToken(t, tok, map[string]any{"config_id": store.NewID()}); st != 404 || code != ErrInvalidTarget {
+			t.Errorf("unknown config: %d %s", st, code)
+		}
+		ctok := e.apiToken(t, e.carol)
+		if st, code := e.connectToken(t, ctok, map[string]any{"resource": e.routeURL(e.aliceRoute)}); st != 401 || code != ErrInvalidToken {
+			t.Errorf("blocked user: %d %s", st, code)
+		}
+	})
+}
+
+// TestKeyRotation rotates the signing key without downtime: tokens signed
+// by the previous key keep verifying (JWKS publishes both), new tokens
+// carry the new kid, and dropping the old key retires its tokens.
+func TestKeyRotation(t *testing.T) {
+	e := newEnv(t, newMem())
+	keys := testSigningKeys(t)
+	api := e.apiToken(t, e.alice)
+	mintKid := func() (string, string) {
+		_, m := e.connectTokenResp(t, api, map[string]any{"resource": e.routeURL(e.aliceRoute)})
+		raw := m["access_token"].(string)
+		e.plant(raw)
+		tok, _, err := jwt.NewParser().ParseUnverified(raw, &domain.Claims{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, tok.Header["kid"].(string)
+	}
+	jwks := func() map[string]bool {
+		resp, err := http.Get(e.base + "/oauth/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := signing.ParseJWKS(readBody(t, resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for k := range keys {
+			out[k] = true
+		}
+		return out
+	}
+	useAtGateway := func(raw string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.routeURL(e.aliceRoute), strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+raw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		return resp.StatusCode
+	}
+	old, kid := mintKid()
+	if kid != keys[0].ID || !jwks()[keys[0].ID] {
+		t.Fatalf("initial kid %s", kid)
+	}
+	if err := e.srv.SetKeys(signing.Set{Current: keys[1], Previous: []signing.Key{keys[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := jwks(); !got[keys[0].ID] || !got[keys[1].ID] || len(got) != 2 {
+		t.Errorf("JWKS during rotation = %v", got)
+	}
+	if st := useAtGateway(old); st == 401 {
+		t.Errorf("a token of the previous key stopped working during rotation")
+	}
+	fresh, kid := mintKid()
+	if kid != keys[1].ID {
+		t.Errorf("new tokens use kid %s, want %s", kid, keys[1].ID)
+	}
+	if err := e.srv.SetKeys(signing.Set{Current: keys[1]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := jwks(); got[keys[0].ID] || !got[keys[1].ID] {
+		t.Errorf("JWKS after retiring = %v", got)
+	}
+	if st := useAtGateway(old); st != 401 {
+		t.Errorf("a token of a retired key still works: %d", st)
+	}
+	if st := useAtGateway(fresh); st == 401 {
+		t.Errorf("a current token fails")
+	}
+	if err := e.srv.SetKeys(signing.Set{}); err == nil {
+		t.Errorf("SetKeys accepted an empty set")
+	}
+}
+
+// fakeProvider records hand-offs; its Start answers with a redirect to an
+// upstream authorization server (not followed).
+type fakeProvider struct {
+	mu      sync.Mutex
+	pending []FirstLevelRequest
+}
+
+func (f *fakeProvider) Start(ctx context.Context, w http.ResponseWriter, r *http.Request, p FirstLevelRequest) error {
+	f.mu.Lock()
+	f.pending = append(f.pending, p)
+	f.mu.Unlock()
+	http.Redirect(w, r, "https://upstream-as.example/authorize?state=opaque", http.StatusFound)
+	return nil
+}
+
+// TestProviderHandOff covers the interface to the provider flow (issue 4):
+// an oauth_dynamic config without a grant hands off; after the grant is
+// stored, IssueCode finishes the first-level authorization, and the code
+// redeems for a token.
+func TestProviderHandOff(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		fp := &fakeProvider{}
+		e := newEnv(t, newStore(t), func(o *Options) { o.Provider = fp })
+		b := e.browser()
+		e.login(t, b, "alice@example.com", alicePassword)
+		c := e.mustRegister(t, authNone, nil)
+		v := e.verifier()
+		q := authParams(c.ID, e.routeURL(e.oauthRoute), v)
+		resp := e.decide(t, b, e.consentForm(t, b, q), "allow")
+		readBody(t, resp)
+		if !strings.HasPrefix(resp.Header.Get("Location"), "https://upstream-as.example/") || len(fp.pending) != 1 {
+			t.Fatalf("no hand-off: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		p := fp.pending[0]
+		if p.ClientID != c.ID || p.Resource != e.routeURL(e.oauthRoute) || p.UserID != e.alice.ID || p.InstanceID == "" ||
+			p.State != q.Get("state") || p.CodeChallenge != q.Get("code_challenge") || p.ConfigVersion != e.oauthCfg.Version {
+			t.Errorf("pending request %+v", p)
+		}
+		ctx := context.Background()
+		if _, err := e.srv.IssueCode(ctx, p); err == nil {
+			t.Fatalf("IssueCode succeeded without a grant")
+		}
+		if _, err := e.st.PutGrant(ctx, store.Grant{InstanceID: p.InstanceID, AccessToken: []byte("ciphertext-a"), TokenType: "Bearer", UpdatedAt: e.clock.Now()}, -1, nil); err != nil {
+			t.Fatal(err)
+		}
+		target, err := e.srv.IssueCode(ctx, p)
+		if err != nil {
+			t.Fatalf("IssueCode: %v", err)
+		}
+		u, _ := url.Parse(target)
+		if u.Query().Get("iss") != e.base || u.Query().Get("state") != p.State {
+			t.Errorf("IssueCode redirect %s", target)
+		}
+		e.plant(u.Query().Get("code"))
+		st, tok := e.tokenReq(t, c, exchangeForm(u.Query().Get("code"), v, e.routeURL(e.oauthRoute)))
+		if st != 200 {
+			t.Fatalf("exchange after provider flow: %d %v", st, tok)
+		}
+		e.plant(tok["access_token"].(string), tok["refresh_token"].(string))
+		if cl := e.parseJWT(t, tok["access_token"].(string)); cl.InstanceID != p.InstanceID || cl.ConfigID != e.oauthCfg.ID {
+			t.Errorf("claims %+v", cl)
+		}
+		if got := e.srv.ErrorRedirect(p, ErrAccessDenied, "upstream refused"); !strings.Contains(got, "error=access_denied") || !strings.Contains(got, "iss=") {
+			t.Errorf("ErrorRedirect = %s", got)
+		}
+	})
+}
+
+// oidcProvider is a tiny in-test OpenID Provider issuing RS256 id_tokens.
+type oidcProvider struct {
+	t        *testing.T
+	hs       *httptest.Server
+	key      signing.Key
+	sub      string
+	email    string
+	badNonce bool
+
+	mu    sync.Mutex
+	codes map[string]oidcGrant
+}
+
+type oidcGrant struct{ nonce, challenge, redirect string }
+
+func newOIDCProvider(t *testing.T) *oidcProvider {
+	p := &oidcProvider{t: t, key: testSigningKeys(t)[1], sub: "sub-" + store.NewID(), email: "dave@example.com", codes: map[string]oidcGrant{}}
+	mux := http.NewServeMux()
+	p.hs = httptest.NewServer(mux)
+	t.Cleanup(p.hs.Close)
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": p.hs.URL, "authorization_endpoint": p.hs.URL + "/authorize", "token_endpoint": p.hs.URL + "/token",
+			"jwks_uri": p.hs.URL + "/jwks", "response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},
+			"id_token_signing_alg_values_supported": []string{"RS256"}, "code_challenge_methods_supported": []string{"S256"},
+		})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		set := signing.Set{Current: p.key}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(set.JWKS())
+	})
+	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("client_id") != "mcpgw-login" || q.Get("code_challenge_method") != "S256" || q.Get("nonce") == "" {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		code := "oidc-code-" + store.NewID()
+		p.mu.Lock()
+		p.codes[code] = oidcGrant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri")}
+		p.mu.Unlock()
+		http.Redirect(w, r, q.Get("redirect_uri")+"?code="+code+"&state="+url.QueryEscape(q.Get("state")), http.StatusFound)
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
+		p.mu.Lock()
+		g, found := p.codes[r.PostForm.Get("code")]
+		delete(p.codes, r.PostForm.Get("code"))
+		p.mu.Unlock()
+		if id != "mcpgw-login" || secret != "planted-oidc-client-secret" || !found || s256(r.PostForm.Get("code_verifier")) != g.challenge ||
+			r.PostForm.Get("redirect_uri") != g.redirect {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(400)
+			_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+			return
+		}
+		nonce := g.nonce
+		if p.badNonce {
+			nonce = "wrong"
+		}
+		now := time.Now()
+		it := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+			"iss": p.hs.URL, "sub": p.sub, "aud": "mcpgw-login", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(),
+			"nonce": nonce, "email": p.email, "email_verified": true, "name": "Dave",
+		})
+		it.Header["kid"] = p.key.ID
+		signed, err := it.SignedString(p.key.Private)
+		if err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "oidc-at-" + store.NewID(), "token_type": "Bearer", "expires_in": 3600, "id_token": signed})
+	})
+	return p
+}
+
+// oidcBrowser follows redirects everywhere except to the MCP client's
+// redirect URI.
+func (e *env) oidcBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Transport: recordingTransport{e: e, base: http.DefaultTransport},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if strings.HasPrefix(req.URL.String(), testRedirect) || len(via) > 10 {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}}
+}
+
+// TestOIDCLogin signs in through the in-test OpenID Provider: users are
+// matched by issuer+subject and provisioned provisional (ineligible) unless
+// configured otherwise; a bad nonce or a forged state signs nobody in.
+func TestOIDCLogin(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		op := newOIDCProvider(t)
+		provisionActive := false
+		mk := func(st store.Store) *env {
+			return newEnv(t, st, func(o *Options) {
+				o.StaticUsers = nil
+				o.OIDC = &OIDCOptions{Issuer: op.hs.URL, ClientID: "mcpgw-login", ClientSecret: "planted-oidc-client-secret", ProvisionActive: provisionActive}
+			})
+		}
+		st := newStore(t)
+		e := mk(st)
+		e.plant("planted-oidc-client-secret")
+		b := e.oidcBrowser()
+		resp, err := b.Get(e.base + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(readBody(t, resp))
+		if resp.StatusCode != 200 || !strings.Contains(body, "Signed in") {
+			t.Fatalf("OIDC login: %d %s", resp.StatusCode, body)
+		}
+		u, err := st.GetUserByOIDC(context.Background(), op.hs.URL, op.sub)
+		if err != nil || u.Status != store.UserProvisional || u.Email != "dave@example.com" {
+			t.Fatalf("provisioned user %+v %v", u, err)
+		}
+		// A provisional user cannot authorize anything.
+		c := e.mustRegister(t, authNone, nil)
+		q := authParams(c.ID, e.routeURL(e.aliceRoute), e.verifier())
+		if st, code := redirectOutcome(t, e.authorize(t, b, q), q.Get("state")); st != 302 || code != ErrAccessDenied {
+			t.Errorf("provisional user authorize: %d %s", st, code)
+		}
+		// Signing in again matches the same user.
+		b2 := e.oidcBrowser()
+		resp, _ = b2.Get(e.base + "/login")
+		readBody(t, resp)
+		users, _ := st.ListUsers(context.Background(), false)
+		n := 0
+		for _, x := range users {
+			if x.OIDCSubject == op.sub {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d users for one OIDC subject", n)
+		}
+		// A bad nonce signs nobody in.
+		op.badNonce = true
+		b3 := e.oidcBrowser()
+		resp, _ = b3.Get(e.base + "/login")
+		if st, code := pageOutcome(t, resp); st != 403 || code != ErrAccessDenied {
+			t.Errorf("bad nonce: %d %s", st, code)
+		}
+		op.badNonce = false
+		// A callback with a state the browser did not start fails.
+		resp, _ = e.oidcBrowser().Get(e.base + "/login/oidc/callback?code=x&state=forged")
+		if st, code := pageOutcome(t, resp); st != 400 || code != ErrAccessDenied {
+			t.Errorf("forged state: %d %s", st, code)
+		}
+		// With provisioning active, a new subject is active at once.
+		provisionActive = true
+		op.sub, op.email = "sub-"+store.NewID(), "erin@example.com"
+		st2 := newStore(t)
+		e2 := mk(st2)
+		e2.plant("planted-oidc-client-secret")
+		resp, _ = e2.oidcBrowser().Get(e2.base + "/login")
+		readBody(t, resp)
+		if u, err := st2.GetUserByOIDC(context.Background(), op.hs.URL, op.sub); err != nil || u.Status != store.UserActive {
+			t.Errorf("active provisioning: %+v %v", u, err)
+		}
+	})
+}
