@@ -70,6 +70,7 @@ type hcmConfig struct {
 	serverHeader         serverHeaderMode
 	serverName           string
 	streamIdleTimeout    time.Duration // 0 disables
+	requestTimeout       time.Duration // 0 disables
 	connIdleTimeout      time.Duration
 	useRemoteAddress     bool
 	generateRequestID    bool
@@ -288,7 +289,10 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
 		"server_header_transformation", "server_name", "stream_idle_timeout",
 		"common_http_protocol_options", "use_remote_address", "generate_request_id",
-		"preserve_external_request_id",
+		"preserve_external_request_id", "request_timeout",
+		// Enforced by the HTTP server's fixed header read timeout
+		// (Options.RequestHeadersTimeout); see Start.
+		"request_headers_timeout",
 		// Observability only; no effect on traffic.
 		"access_log"); err != nil {
 		return nil, err
@@ -333,6 +337,10 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 	if m.GetStreamIdleTimeout() != nil {
 		h.streamIdleTimeout = dur(m.GetStreamIdleTimeout())
 	}
+	// Envoy docs: HttpConnectionManager.request_timeout — "The amount of
+	// time that Envoy will wait for the entire request to be received ...
+	// If not specified or set to 0, this timeout is disabled."
+	h.requestTimeout = dur(m.GetRequestTimeout())
 	if c := m.GetCommonHttpProtocolOptions(); c != nil {
 		if err := onlyFields(where+".common_http_protocol_options", c, "idle_timeout"); err != nil {
 			return nil, err

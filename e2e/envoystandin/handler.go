@@ -24,6 +24,7 @@ func lower(s string) string { return strings.ToLower(s) }
 var (
 	errIdleTimeout  = errors.New("stream idle timeout")
 	errRouteTimeout = errors.New("upstream request timeout")
+	errReqTimeout   = errors.New("request timeout")
 )
 
 // serveHTTP is the HTTP connection manager followed by the configured
@@ -310,6 +311,14 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 		defer t.Stop()
 	}
 
+	var reqTimer *time.Timer
+	if h.requestTimeout > 0 {
+		// Envoy docs: request_timeout — disarmed once the response is
+		// initiated; firing before that answers 408.
+		reqTimer = time.AfterFunc(h.requestTimeout-time.Since(start), func() { cancel(errReqTimeout) })
+		defer reqTimer.Stop()
+	}
+
 	scheme := "http"
 	if crt.cfg.tls != nil {
 		scheme = "https"
@@ -352,6 +361,8 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 			// Envoy docs: stream_idle_timeout — "a 408 Request Timeout
 			// error code if no upstream response header has been received".
 			s.localReply(w, h, 408, "stream timeout", nil)
+		case errors.Is(cause, errReqTimeout):
+			s.localReply(w, h, 408, "request timeout", nil)
 		case errors.Is(cause, errRouteTimeout):
 			s.localReply(w, h, 504, "upstream request timeout", nil)
 		case errors.Is(err, errNoHealthyUpstream):
@@ -365,6 +376,9 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 		return
 	}
 	defer resp.Body.Close()
+	if reqTimer != nil {
+		reqTimer.Stop()
+	}
 	if timer != nil {
 		timer.touch()
 	}

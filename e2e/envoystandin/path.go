@@ -194,19 +194,11 @@ func (r *route) matches(path string) bool {
 // Envoy docs: VirtualHost.domains — "Domain search order: 1. Exact domain
 // names: www.foo.com. 2. Suffix domain wildcards: *.foo.com or *-bar.foo.com.
 // 3. Prefix domain wildcards: foo.* or foo-*. 4. Special wildcard * matching
-// any domain." Longest wildcard wins. Matching is case-insensitive; a host
-// with a port that matches nothing is retried without the port (Envoy does
-// this for wildcard-free host:port lookups only when ports are stripped, so
-// the stand-in tries the full value first).
+// any domain." Longest wildcard wins; matching is case-insensitive; the
+// port is part of the host unless RouteConfiguration
+// ignore_port_in_host_matching is set (the stand-in refuses that field).
 func (rt *routeTable) selectVirtualHost(host string) *virtualHost {
-	host = strings.ToLower(host)
-	if vh := rt.findHost(host); vh != nil {
-		return vh
-	}
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		return rt.findHost(host[:i])
-	}
-	return nil
+	return rt.findHost(strings.ToLower(host))
 }
 
 func (rt *routeTable) findHost(host string) *virtualHost {

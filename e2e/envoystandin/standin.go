@@ -39,6 +39,10 @@ type Options struct {
 	// RetryInterval is the first ADS reconnect backoff (doubling up to 2s).
 	// Default 100ms.
 	RetryInterval time.Duration
+	// RequestHeadersTimeout bounds reading request headers (Envoy's
+	// request_headers_timeout). Go's HTTP server fixes it at start, so it is
+	// an option rather than taken from LDS. Default 10s.
+	RequestHeadersTimeout time.Duration
 }
 
 // NACK records one rejected xDS response.
@@ -110,6 +114,9 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 	if opts.ListenAddr == "" {
 		opts.ListenAddr = "127.0.0.1:0"
 	}
+	if opts.RequestHeadersTimeout <= 0 {
+		opts.RequestHeadersTimeout = 10 * time.Second
+	}
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 100 * time.Millisecond
 	}
@@ -155,7 +162,7 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		Protocols:         &protos,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: opts.RequestHeadersTimeout,
 		IdleTimeout:       defaultConnIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
