@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -77,7 +79,9 @@ func socketAddress(a net.Addr) *corev3.Address {
 // context_extensions are the merged per-route values. Bodies are never
 // buffered (with_request_body is refused by the stand-in).
 func buildCheckRequest(cfg *extAuthzConfig, hs headerList, proto string, src, dst net.Addr, start time.Time, ext map[string]string) *authv3.CheckRequest {
-	get := func(k string) string { v, _ := hs.get(k); return v }
+	// Envoy sanitizes string attributes to valid UTF-8 (proto strings must
+	// be UTF-8) and never forwards a client's x-envoy-auth-partial-body.
+	get := func(k string) string { v, _ := hs.get(k); return sanitizeUTF8(v) }
 	httpReq := &authv3.AttributeContext_HttpRequest{
 		Id:       strconv.FormatUint(rand.Uint64(), 10),
 		Method:   get(":method"),
@@ -89,11 +93,19 @@ func buildCheckRequest(cfg *extAuthzConfig, hs headerList, proto string, src, ds
 	if cfg.encodeRawHeaders {
 		hm := &corev3.HeaderMap{}
 		for _, e := range hs {
+			if e.k == partialBodyHeader {
+				continue
+			}
 			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: e.k, RawValue: []byte(e.v)})
 		}
 		httpReq.HeaderMap = hm
 	} else {
-		httpReq.Headers = hs.merged()
+		m := hs.merged()
+		delete(m, partialBodyHeader)
+		for k, v := range m {
+			m[k] = sanitizeUTF8(v)
+		}
+		httpReq.Headers = m
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source:            &authv3.AttributeContext_Peer{Address: socketAddress(src)},
@@ -101,6 +113,15 @@ func buildCheckRequest(cfg *extAuthzConfig, hs headerList, proto string, src, ds
 		Request:           &authv3.AttributeContext_Request{Time: timestamppb.New(start), Http: httpReq},
 		ContextExtensions: ext,
 	}}
+}
+
+const partialBodyHeader = "x-envoy-auth-partial-body"
+
+func sanitizeUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "!")
 }
 
 var errAuthzCluster = errors.New("ext_authz cluster unavailable")

@@ -351,6 +351,13 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 		up.ContentLength = -1
 	}
 
+	// Request and response bodies stream independently, as in Envoy: an
+	// HTTP/1.1 handler may keep reading the request body after the
+	// response started.
+	if r.ProtoMajor == 1 {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+
 	// The transport never follows redirects: a 3xx is returned to the
 	// client as is (Envoy docs: RouteAction.internal_redirect_policy —
 	// redirects are only handled internally when configured).

@@ -81,6 +81,21 @@ func canonicalPath(path string) (string, error) {
 	if path == "" || path[0] != '/' {
 		return "", errBadPath
 	}
+	// Envoy strips path parameters from dot segments first ("..;x" is
+	// "..") so they still collapse (runtime
+	// envoy.reloadable_features.strip_dotdot_segments_with_parameters).
+	if strings.Contains(path, ".;") {
+		segs := strings.Split(path, "/")
+		for i, sg := range segs {
+			switch {
+			case strings.HasPrefix(sg, "..;"):
+				segs[i] = ".."
+			case strings.HasPrefix(sg, ".;"):
+				segs[i] = "."
+			}
+		}
+		path = strings.Join(segs, "/")
+	}
 	var b strings.Builder
 	b.Grow(len(path))
 	for i := 0; i < len(path); i++ {

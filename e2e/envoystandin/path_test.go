@@ -30,6 +30,8 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/a/\\../b", want: "/a/b"},
 		{in: "/%zz", want: "/%zz"},
 		{in: "/a..b/..c", want: "/a..b/..c"},
+		{in: "/a/b/..;jsessionid=1/c", want: "/a/c"},
+		{in: "/a/.;x/c", want: "/a/c"},
 		{in: "/a%00b", bad: true},
 		{in: "relative", bad: true},
 	}

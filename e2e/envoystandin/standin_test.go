@@ -16,6 +16,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -50,6 +51,7 @@ type env struct {
 	redir   *httptest.Server
 	sse     *httptest.Server
 	slow    *httptest.Server
+	duplex  *httptest.Server
 }
 
 func newEnv(t *testing.T) *env {
@@ -86,6 +88,22 @@ func newEnv(t *testing.T) *env {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(e.slow.Close)
+	e.duplex = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answers each request body line as soon as it arrives.
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			fmt.Fprint(w, "echo: "+line)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(e.duplex.Close)
 	e.ca, e.otherCA = newTestCA(t), newTestCA(t)
 	e.tlsUp, e.sni = tlsUpstream(t, e.ca, "tls", "upstream.test")
 	e.si = startStandIn(t, Options{ADSAddr: e.ads.addr})
@@ -156,6 +174,7 @@ func (e *env) resources(mut func(*routev3.RouteConfiguration)) map[resourcev3.Ty
 				e.route("empty", prefixMatch("/empty"), forward("empty"), nil),
 				e.route("nocluster", prefixMatch("/nocluster"), forward("does-not-exist"), nil),
 				e.route("caseless", caseless, forward("upstream"), nil),
+				e.route("duplex", prefixMatch("/duplex"), forward("duplex"), nil),
 			},
 		}},
 	}
@@ -172,6 +191,7 @@ func (e *env) resources(mut func(*routev3.RouteConfiguration)) map[resourcev3.Ty
 			edsCluster(t, "sse", nil),
 			edsCluster(t, "slow", nil),
 			edsCluster(t, "empty", nil),
+			edsCluster(t, "duplex", nil),
 			staticH2Cluster(t, "extauthz", e.authz.addr),
 		},
 		resourcev3.EndpointType: {
@@ -183,9 +203,10 @@ func (e *env) resources(mut func(*routev3.RouteConfiguration)) map[resourcev3.Ty
 			cla(t, "sse", e.sse.Listener.Addr().String()),
 			cla(t, "slow", e.slow.Listener.Addr().String()),
 			cla(t, "empty"),
+			cla(t, "duplex", e.duplex.Listener.Addr().String()),
 		},
 		resourcev3.ListenerType: {hcmListener(t, "mcpgw-routes",
-			extAuthzFilter(t, "extauthz", 2*time.Second, typev3.StatusCode_ServiceUnavailable),
+			extAuthzFilter(t, "extauthz", 500*time.Millisecond, typev3.StatusCode_ServiceUnavailable),
 			routerFilter(t, true))},
 		resourcev3.RouteType: {rc},
 	}
@@ -421,6 +442,69 @@ func TestStandIn(t *testing.T) {
 		}
 	})
 
+	t.Run("ext_authz timeout gives status_on_error", func(t *testing.T) {
+		e.authz.setDecide(func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+			<-ctx.Done() // never answers within the 500ms filter timeout
+			return nil, ctx.Err()
+		})
+		defer e.authz.setDecide(nil)
+		if resp, body := e.do("GET", "/mcp-connect/user/u1/c1/key1", nil); resp.StatusCode != 503 {
+			t.Fatalf("timeout = %d %q, want 503", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("request and response bodies stream concurrently", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", e.si.URL()+"/duplex", pr)
+		req.ContentLength = -1
+		type result struct {
+			resp *http.Response
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			resp, err := e.client.Do(req)
+			done <- result{resp, err}
+		}()
+		if _, err := io.WriteString(pw, "one\n"); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		defer res.resp.Body.Close()
+		br := bufio.NewReader(res.resp.Body)
+		// The first answer arrives while the request body is still open.
+		if line, err := br.ReadString('\n'); err != nil || line != "echo: one\n" {
+			t.Fatalf("first = %q, %v", line, err)
+		}
+		io.WriteString(pw, "two\n")
+		if line, err := br.ReadString('\n'); err != nil || line != "echo: two\n" {
+			t.Fatalf("second = %q, %v", line, err)
+		}
+		pw.Close()
+	})
+
+	t.Run("HTTP/2 prior knowledge downstream", func(t *testing.T) {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		c := &http.Client{Transport: &http.Transport{Protocols: &p}}
+		before := len(e.authz.requests())
+		resp, err := c.Get(e.si.URL() + "/mcp-connect/user/u1/c1/key1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("h2c = %d %s", resp.StatusCode, resp.Proto)
+		}
+		reqs := e.authz.requests()
+		if len(reqs) != before+1 || reqs[len(reqs)-1].GetAttributes().GetRequest().GetHttp().GetProtocol() != "HTTP/2" {
+			t.Fatalf("CheckRequest protocol = %q", reqs[len(reqs)-1].GetAttributes().GetRequest().GetHttp().GetProtocol())
+		}
+	})
+
 	t.Run("no route: 404 without ext_authz", func(t *testing.T) {
 		before := len(e.authz.requests())
 		resp, _ := e.do("GET", "/mcp-connect/user/u1/c1/otherkey", nil)
@@ -539,6 +623,30 @@ func TestStandIn(t *testing.T) {
 		}
 	})
 
+	t.Run("LDS update: envoy headers and server name", func(t *testing.T) {
+		res := e.resources(nil)
+		res[resourcev3.EndpointType][0] = cla(t, "upstream", e.echoB.Listener.Addr().String())
+		l := withHCM(t, func(h *hcmv3.HttpConnectionManager) {
+			h.ServerName = "mcpgw"
+			h.HttpFilters = []*hcmv3.HttpFilter{
+				extAuthzFilter(t, "extauthz", 500*time.Millisecond, typev3.StatusCode_ServiceUnavailable),
+				routerFilter(t, false)}
+			h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: "mcpgw-routes"}}
+		})
+		res[resourcev3.ListenerType] = []types.Resource{l}
+		e.ads.set("v2b", res)
+		if err := e.si.WaitFor(waitCtx(t), func(s Status) bool { return s.Versions[resourcev3.ListenerType] == "v2b" && s.Serving() }); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := e.do("GET", "/mcp-connect/user/u1/c1/key1", nil)
+		if resp.Header.Get("Server") != "mcpgw" || resp.Header.Get("X-Envoy-Upstream-Service-Time") == "" {
+			t.Fatalf("headers = %v", resp.Header)
+		}
+		if resp, _ := e.do("GET", "/timeout", nil); resp.StatusCode != 504 {
+			t.Fatalf("/timeout = %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("NACK keeps the last good config", func(t *testing.T) {
 		bad := e.resources(func(rc *routev3.RouteConfiguration) {
 			rc.VirtualHosts[0].Routes[1].Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{
@@ -556,14 +664,14 @@ func TestStandIn(t *testing.T) {
 		if n.TypeURL != resourcev3.RouteType || n.Version != "v3" || !strings.Contains(n.Error, "safe_regex") {
 			t.Errorf("NACK = %+v", n)
 		}
-		if st.Versions[resourcev3.RouteType] != "v2" {
-			t.Errorf("route version after NACK = %q, want v2", st.Versions[resourcev3.RouteType])
+		if st.Versions[resourcev3.RouteType] != "v2b" {
+			t.Errorf("route version after NACK = %q, want v2b", st.Versions[resourcev3.RouteType])
 		}
 		// The server saw a NACK: last accepted version, the nonce, and error_detail.
 		nack := e.ads.waitRequest(t, func(r *discoveryv3.DiscoveryRequest) bool {
 			return r.GetErrorDetail() != nil && r.GetTypeUrl() == resourcev3.RouteType
 		})
-		if nack == nil || nack.GetVersionInfo() != "v2" || nack.GetResponseNonce() == "" || nack.GetErrorDetail().GetCode() != int32(codes.InvalidArgument) {
+		if nack == nil || nack.GetVersionInfo() != "v2b" || nack.GetResponseNonce() == "" || nack.GetErrorDetail().GetCode() != int32(codes.InvalidArgument) {
 			t.Fatalf("NACK request = %v", nack)
 		}
 		if resp, _ := e.do("GET", "/mcp-connect/user/u1/c1/key1", nil); resp.StatusCode != 200 {
