@@ -164,7 +164,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		OwnerScope:    ref.Scope,
 		OwnerID:       ref.OwnerID,
 		CreatedAt:     now,
-		ExpiresAt:     now.Add(AuthRequestTTL),
+		ExpiresAt:     now.Add(s.authRequestTTL),
 	}
 	if err := s.st.CreateAuthRequest(ctx, ar); err != nil {
 		s.redirectError(w, r, redirectURI, state, s.internal(ctx, "create auth request", err))
@@ -257,7 +257,7 @@ func (s *Server) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 		CodeChallenge:    ar.CodeChallenge,
 		ExecutionContext: ref.ExecutionContext(),
 		CreatedAt:        now,
-		ExpiresAt:        now.Add(ConsentTTL),
+		ExpiresAt:        now.Add(s.consentTTL),
 	}
 	if err := s.st.CreateConsentTicket(ctx, t); err != nil {
 		s.log.ErrorContext(ctx, "create consent ticket", "err", err)

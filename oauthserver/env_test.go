@@ -133,7 +133,7 @@ func (c *countingStore) PutGrant(ctx context.Context, g store.Grant, expect int6
 // env is one AS behind an httptest server, with seeded users and configs,
 // an upstream MCP server, and a stand-in for Envoy on /mcp-connect/.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	st       *countingStore
 	srv      *Server
 	hs       *httptest.Server
@@ -196,7 +196,7 @@ func testSigningKeys(t testing.TB) [2]signing.Key {
 
 type envOpt func(*Options)
 
-func newEnv(t *testing.T, st store.Store, opts ...envOpt) *env {
+func newEnv(t testing.TB, st store.Store, opts ...envOpt) *env {
 	t.Helper()
 	e := &env{t: t, st: &countingStore{Store: st}, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
 	e.clock = &fakeClock{t: time.Now().UTC().Truncate(time.Second)}

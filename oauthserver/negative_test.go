@@ -319,6 +319,31 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			mark()
 			return pageOutcome(t, e.decide(t, bobB(), f, "allow"))
 		}},
+		{"consent after the ticket expired", 400, ErrInvalidRequest, func(t *testing.T, e *env, mark func()) (int, string) {
+			c := e.mustRegister(t, authNone, nil)
+			f := e.consentForm(t, aliceB(), authParams(c.ID, e.routeURL(e.aliceRoute), e.verifier()))
+			e.clock.Advance(ConsentTTL + time.Second)
+			mark()
+			return pageOutcome(t, e.decide(t, aliceB(), f, "allow"))
+		}},
+		{"consent page for an expired request", 400, ErrInvalidRequest, func(t *testing.T, e *env, mark func()) (int, string) {
+			c := e.mustRegister(t, authNone, nil)
+			b := e.browser()
+			q := authParams(c.ID, e.routeURL(e.aliceRoute), e.verifier())
+			resp := e.authorize(t, b, q) // not signed in: parks the request at /login
+			readBody(t, resp)
+			req := resp.Request.URL.Query().Get("req")
+			if req == "" {
+				t.Fatalf("no pending request id in %s", resp.Request.URL)
+			}
+			e.clock.Advance(AuthRequestTTL + time.Second)
+			mark()
+			r2, err := aliceB().Get(e.base + "/oauth/consent?req=" + req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pageOutcome(t, r2)
+		}},
 		{"consent with forged CSRF", 403, ErrInvalidRequest, func(t *testing.T, e *env, mark func()) (int, string) {
 			c := e.mustRegister(t, authNone, nil)
 			q := authParams(c.ID, e.routeURL(e.aliceRoute), e.verifier())

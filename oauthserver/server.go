@@ -123,6 +123,10 @@ type Options struct {
 	RefreshTokenTTL time.Duration
 	CodeTTL         time.Duration
 	SessionTTL      time.Duration
+	// AuthRequestTTL and ConsentTTL default to (and may not exceed) 30 and
+	// 5 minutes (DESIGN §4).
+	AuthRequestTTL time.Duration
+	ConsentTTL     time.Duration
 
 	CIMD CIMDOptions
 
@@ -151,6 +155,7 @@ type Server struct {
 	regPerMinute   int
 
 	accessTTL, refreshTTL, codeTTL, sessionTTL time.Duration
+	authRequestTTL, consentTTL                 time.Duration
 
 	cimd *cimdFetcher
 
@@ -190,6 +195,8 @@ func New(opts Options) (*Server, error) {
 		refreshTTL:     opts.RefreshTokenTTL,
 		codeTTL:        opts.CodeTTL,
 		sessionTTL:     opts.SessionTTL,
+		authRequestTTL: opts.AuthRequestTTL,
+		consentTTL:     opts.ConsentTTL,
 		staticUsers:    map[string]StaticUser{},
 		mounted:        map[string]bool{},
 	}
@@ -224,6 +231,15 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.sessionTTL <= 0 {
 		s.sessionTTL = DefaultSessionTTL
+	}
+	if s.authRequestTTL <= 0 {
+		s.authRequestTTL = AuthRequestTTL
+	}
+	if s.consentTTL <= 0 {
+		s.consentTTL = ConsentTTL
+	}
+	if s.accessTTL > DefaultAccessTokenTTL || s.authRequestTTL > AuthRequestTTL || s.consentTTL > ConsentTTL {
+		return nil, errors.New("oauthserver: access token ≤ 15m, auth request ≤ 30m and consent ≤ 5m lifetimes are ceilings (DESIGN §2, §4)")
 	}
 	for _, u := range opts.StaticUsers {
 		email := normalizeEmail(u.Email)

@@ -48,6 +48,8 @@ func oauthOptions(d Deps) (oauthserver.Options, error) {
 		RefreshTokenTTL:        c.Tokens.RefreshToken.D(),
 		CodeTTL:                c.Tokens.AuthCode.D(),
 		SessionTTL:             c.Tokens.Session.D(),
+		AuthRequestTTL:         c.Tokens.AuthRequest.D(),
+		ConsentTTL:             c.Tokens.Consent.D(),
 		CIMD:                   oauthserver.CIMDOptions{Allow: c.Allowlist()},
 	}
 	for _, u := range c.StaticUsers {
