@@ -104,8 +104,10 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 		}
 	}
 	if subs.ldsStarted {
-		if err := send(resourcev3.ListenerType, nil, nil); err != nil {
-			return false, err
+		if s.opts.Listener == nil {
+			if err := send(resourcev3.ListenerType, nil, nil); err != nil {
+				return false, err
+			}
 		}
 		if len(subs.rdsNames) > 0 {
 			if err := send(resourcev3.RouteType, subs.rdsNames, nil); err != nil {
@@ -121,6 +123,15 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 			return nil
 		}
 		subs.ldsStarted = true
+		if s.opts.Listener != nil {
+			// Static listener: its route configuration is requested once
+			// clusters are warm, in place of LDS.
+			subs.rdsNames = rdsNames(s.cur.Load())
+			if len(subs.rdsNames) == 0 {
+				return nil
+			}
+			return send(resourcev3.RouteType, subs.rdsNames, nil)
+		}
 		return send(resourcev3.ListenerType, nil, nil)
 	}
 
@@ -140,6 +151,10 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 			applyErr = s.applyEndpoints(resp, subs.edsNames)
 			names = subs.edsNames
 		case resourcev3.ListenerType:
+			if s.opts.Listener != nil {
+				applyErr = errors.New("LDS response, but the listener is static (LDS not subscribed)")
+				break
+			}
 			applyErr = s.applyListeners(resp)
 		case resourcev3.RouteType:
 			applyErr = s.applyRoutes(resp, subs.rdsNames)

@@ -73,6 +73,7 @@ type hcmConfig struct {
 	requestTimeout       time.Duration // 0 disables
 	connIdleTimeout      time.Duration
 	useRemoteAddress     bool
+	internalCIDRs        []netip.Prefix
 	generateRequestID    bool
 	preserveExternalID   bool
 	http1Only            bool
@@ -289,7 +290,7 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
 		"server_header_transformation", "server_name", "stream_idle_timeout",
 		"common_http_protocol_options", "use_remote_address", "generate_request_id",
-		"preserve_external_request_id", "request_timeout",
+		"preserve_external_request_id", "request_timeout", "internal_address_config",
 		// Enforced by the HTTP server's fixed header read timeout
 		// (Options.RequestHeadersTimeout); see Start.
 		"request_headers_timeout",
@@ -336,6 +337,29 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 	}
 	if m.GetStreamIdleTimeout() != nil {
 		h.streamIdleTimeout = dur(m.GetStreamIdleTimeout())
+	}
+	// Envoy docs: HttpConnectionManager.internal_address_config — "As of
+	// Envoy 1.33.0 no IP addresses will be considered trusted" unless listed
+	// here.
+	if ia := m.GetInternalAddressConfig(); ia != nil {
+		if err := onlyFields(where+".internal_address_config", ia, "cidr_ranges"); err != nil {
+			return nil, err
+		}
+		for i, c := range ia.GetCidrRanges() {
+			a, err := netip.ParseAddr(c.GetAddressPrefix())
+			if err != nil {
+				return nil, fmt.Errorf("%s.internal_address_config.cidr_ranges[%d]: %w", where, i, err)
+			}
+			bits := int(c.GetPrefixLen().GetValue())
+			if c.GetPrefixLen() == nil {
+				bits = a.BitLen()
+			}
+			pfx, err := a.Prefix(bits)
+			if err != nil {
+				return nil, fmt.Errorf("%s.internal_address_config.cidr_ranges[%d]: %w", where, i, err)
+			}
+			h.internalCIDRs = append(h.internalCIDRs, pfx)
+		}
 	}
 	// Envoy docs: HttpConnectionManager.request_timeout — "The amount of
 	// time that Envoy will wait for the entire request to be received ...

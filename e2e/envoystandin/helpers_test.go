@@ -509,3 +509,29 @@ func rawGet(t testing.TB, addr, target string, extra ...string) (*http.Response,
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+func newEchoServer(t testing.TB, name string) string {
+	srv := httptest.NewServer(echoHandler(name))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+func newRequest(t testing.TB, url string, hdr map[string]string) (*http.Request, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return req, nil
+}
+
+func readAll(t testing.TB, resp *http.Response) string {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

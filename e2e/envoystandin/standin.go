@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -30,6 +31,10 @@ type Options struct {
 	// ListenerName selects the LDS listener to serve when xDS sends more
 	// than one. Empty means xDS must send exactly one.
 	ListenerName string
+	// Listener, when set, is a static listener as in Envoy's bootstrap
+	// static_resources (mcpgw's "operator-owned listener" mode): LDS is not
+	// subscribed and only RDS/CDS/EDS come over ADS.
+	Listener *listenerv3.Listener
 	// BootstrapClusters are static clusters as in Envoy's bootstrap
 	// static_resources: name → host:port, plaintext HTTP/2 (for gRPC, e.g.
 	// the ext_authz cluster). CDS may not redefine them.
@@ -147,6 +152,22 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 		c := &clusterConfig{name: name, static: []netip.AddrPort{ap}, connectTimeout: defaultConnectTimeout,
 			idleTimeout: defaultConnIdleTimeout, http2: true, bootstrap: true}
 		st.clusters[name] = c
+	}
+	if opts.Listener != nil {
+		l, err := translateListener(opts.Listener)
+		if err != nil {
+			return nil, fmt.Errorf("envoystandin: static listener: %w", err)
+		}
+		st.listeners[l.name] = l
+		st.active = l
+	}
+	if opts.Listener != nil {
+		l, err := translateListener(opts.Listener)
+		if err != nil {
+			return nil, fmt.Errorf("envoystandin: static listener: %w", err)
+		}
+		st.listeners[l.name] = l
+		st.active = l
 	}
 	s.rebuildRuntimes(st)
 	s.cur.Store(st)
