@@ -118,7 +118,6 @@ func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
 
 	// 3. Bearer: exactly one Authorization: Bearer value; never a token in
 	// the query (RFC 6750 §2.3 is not supported: URLs get logged).
-	canonical := rp.Route.URL(s.opts.PublicBaseURL)
 	if _, q, ok := strings.Cut(r.Path, "?"); ok && queryHasAccessToken(q) {
 		return s.challenge(http.StatusBadRequest, ReasonTokenInQuery, rp.Route, "invalid_request", bodyBadRequest), nil
 	}
@@ -131,7 +130,7 @@ func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
 	}
 
 	// 4. Verify the JWT against this route.
-	claims, err := s.verifier.verify(ctx, raw, rp.Route, canonical)
+	claims, err := s.verifier.verify(ctx, raw, rp.Route, s.opts.PublicBaseURL, rp.Root)
 	if err != nil {
 		return s.challenge(http.StatusUnauthorized, tokenReason(err), rp.Route, "invalid_token", bodyUnauthorized), nil
 	}
@@ -297,14 +296,21 @@ func bearer(v string) (token string, presented, ok bool) {
 		return "", true, false
 	}
 	for i := 0; i < len(t); i++ {
-		c := t[i]
-		// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+		if !b64token[t[i]] {
 			return "", true, false
 		}
 	}
 	return t, true, true
 }
+
+// b64token marks the bytes of RFC 6750 §2.1 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+var b64token = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/=", byte(c)) >= 0
+	}
+	return t
+}()
 
 func hasScope(scope, want string) bool {
 	for scope != "" {

@@ -25,6 +25,8 @@ var (
 // requestPath is a validated connect-route request path.
 type requestPath struct {
 	Route domain.RouteRef
+	// Root is the route root path (Route.Path(), sliced from the request).
+	Root string
 	// Rest is the validated descendant after the route root: "" for the
 	// root itself, otherwise "/seg/seg...". Only allowed when the config has
 	// path_passthrough (checked once the config is loaded).
@@ -50,7 +52,7 @@ func parsePath(full string) (requestPath, error) {
 	if rest != "" && !validDescendant(rest) {
 		return requestPath{}, errBadDescendant
 	}
-	return requestPath{Route: ref, Rest: rest}, nil
+	return requestPath{Route: ref, Root: p[:len(p)-len(rest)], Rest: rest}, nil
 }
 
 // validDescendant reports whether rest ("/a/b") is safe to append to the

@@ -60,8 +60,8 @@ func newVerifier(keys Keys, issuer string, leeway time.Duration, now func() time
 
 // verify returns the token's claims once the signature, algorithm, kid,
 // issuer and time claims hold, and its audience and route claims name
-// exactly route (canonical is route's canonical URL).
-func (v *verifier) verify(ctx context.Context, raw string, route domain.RouteRef, canonical string) (*domain.Claims, error) {
+// exactly route, whose canonical URL is base+root.
+func (v *verifier) verify(ctx context.Context, raw string, route domain.RouteRef, base, root string) (*domain.Claims, error) {
 	now := v.now()
 	if v.cache != nil {
 		if e, ok := v.cache.get(raw); ok {
@@ -75,7 +75,7 @@ func (v *verifier) verify(ctx context.Context, raw string, route domain.RouteRef
 				v.cache.remove(raw)
 				return nil, errTokenKey
 			}
-			return e.claims, checkRoute(e.claims, route, canonical)
+			return e.claims, checkRoute(e.claims, e.route, route, base, root)
 		}
 	}
 	claims := new(domain.Claims)
@@ -101,10 +101,11 @@ func (v *verifier) verify(ctx context.Context, raw string, route domain.RouteRef
 	if err := checkClaims(claims); err != nil {
 		return nil, err
 	}
+	ref := claims.Route()
 	if v.cache != nil {
-		v.cache.put(raw, cachedToken{claims: claims, kid: kid, exp: claims.ExpiresAt.Time}, now)
+		v.cache.put(raw, cachedToken{claims: claims, route: ref, kid: kid, exp: claims.ExpiresAt.Time}, now)
 	}
-	return claims, checkRoute(claims, route, canonical)
+	return claims, checkRoute(claims, ref, route, base, root)
 }
 
 func classifyJWTError(err error) error {
@@ -123,7 +124,9 @@ func classifyJWTError(err error) error {
 }
 
 // checkClaims checks the route-independent shape of the claims: they are
-// cached, so only what holds for the token's whole life belongs here.
+// cached, so only what holds for the token's whole life belongs here. That
+// includes the claims' internal consistency: mcp_id and execution_context
+// agree with the owner tuple, config id and route key they carry.
 func checkClaims(c *domain.Claims) error {
 	if c.ExpiresAt == nil || c.IssuedAt == nil {
 		return errTokenMalformed
@@ -131,17 +134,25 @@ func checkClaims(c *domain.Claims) error {
 	if !store.ValidID(c.Subject) || !store.ValidID(c.InstanceID) || c.ConfigVersion < 1 {
 		return errTokenClaims
 	}
+	if !c.Consistent(c.Route()) {
+		return errTokenClaims
+	}
 	return nil
 }
 
-// checkRoute: aud must be exactly this route's canonical URL (one value,
-// RFC 8707 resource), and mcp_id, the owner tuple, the route key and the
-// execution context must name the route of the path (DESIGN §6 step 4).
-func checkRoute(c *domain.Claims, route domain.RouteRef, canonical string) error {
-	if len(c.Audience) != 1 || c.Audience[0] != canonical {
+// checkRoute: aud must be exactly this route's canonical URL base+root (one
+// value, RFC 8707 resource), and the route the claims name (tokenRoute,
+// internally consistent per checkClaims) must be the route of the path
+// (DESIGN §6 step 4). Compared piecewise so the hot path builds no strings.
+func checkRoute(c *domain.Claims, tokenRoute, route domain.RouteRef, base, root string) error {
+	if len(c.Audience) != 1 {
 		return errTokenAudience
 	}
-	if !c.Consistent(route) {
+	aud := c.Audience[0]
+	if len(aud) != len(base)+len(root) || aud[:len(base)] != base || aud[len(base):] != root {
+		return errTokenAudience
+	}
+	if tokenRoute != route {
 		return errTokenClaims
 	}
 	return nil
@@ -159,6 +170,7 @@ type tokenCache struct {
 
 type cachedToken struct {
 	claims *domain.Claims // shared, never mutated after insertion
+	route  domain.RouteRef
 	kid    string
 	exp    time.Time
 }

@@ -203,6 +203,7 @@ func LooksLikeCredential(name string) bool {
 // reach the upstream (DESIGN §6 step 8): the MCP Streamable HTTP transport
 // headers (MCP 2026-07-28 adds mcp-method and mcp-name), content
 // negotiation, and the client's user agent. Everything else is removed.
+// ClientAllowed is the same set as a switch (kept equal by a test).
 var clientAllowed = map[string]bool{
 	"accept":               true,
 	"accept-encoding":      true,
@@ -220,20 +221,27 @@ var clientAllowed = map[string]bool{
 // anyway (ext_authz OkHttpResponse.headers_to_remove), and removing
 // content-length or transfer-encoding would corrupt the streamed body.
 // x-request-id is Envoy's own correlation id (it regenerates it at the edge).
-var transport = map[string]bool{
-	"host":              true,
-	"content-length":    true,
-	"transfer-encoding": true,
-	"te":                true,
-	"x-request-id":      true,
+// A switch rather than a map: this runs for every header of every request.
+func IsTransport(name string) bool {
+	if len(name) > 0 && name[0] == ':' {
+		return true
+	}
+	switch name {
+	case "host", "content-length", "transfer-encoding", "te", "x-request-id":
+		return true
+	}
+	return false
 }
 
-// IsTransport reports whether name is a pseudo header or a transport header
-// that must be left to Envoy.
-func IsTransport(name string) bool { return strings.HasPrefix(name, ":") || transport[name] }
-
 // ClientAllowed reports whether a client header may be forwarded upstream.
-func ClientAllowed(name string) bool { return clientAllowed[name] }
+func ClientAllowed(name string) bool {
+	switch name {
+	case "accept", "accept-encoding", "content-type", "last-event-id", "mcp-method",
+		"mcp-name", "mcp-protocol-version", "mcp-session-id", "user-agent":
+		return true
+	}
+	return false
+}
 
 // ClientAllowlist returns the allowlist, sorted (for documentation and
 // tests).

@@ -98,6 +98,16 @@ func TestClassification(t *testing.T) {
 	if got := ClientAllowlist(); !slices.Equal(got, want) {
 		t.Errorf("ClientAllowlist() = %v, want %v", got, want)
 	}
+	for _, n := range want {
+		if !ClientAllowed(n) {
+			t.Errorf("ClientAllowed(%q) = false, but it is on the allowlist", n)
+		}
+	}
+	for _, n := range []string{"authorization", "cookie", "x-custom", "origin", "host", "Accept", "mcp-other"} {
+		if ClientAllowed(n) {
+			t.Errorf("ClientAllowed(%q) = true", n)
+		}
+	}
 }
 
 func TestValidateStaticAndAux(t *testing.T) {
