@@ -500,9 +500,9 @@ func (s *Store) Assign(ctx context.Context, a store.Assignment, ev *store.AuditE
 				}
 			}
 		}
-		out, err = scanAssignment(tx.QueryRow(ctx, `INSERT INTO assignments (config_id, user_id, created_by, created_at)
-			VALUES ($1, $2, $3, COALESCE($4, now())) RETURNING `+assignmentCols,
-			a.ConfigID, a.UserID, nullStr(a.CreatedBy), ts(a.CreatedAt)))
+		out, err = scanAssignment(tx.QueryRow(ctx, `INSERT INTO assignments (config_id, user_id, org_id, created_by, created_at)
+			VALUES ($1, $2, $3, $4, COALESCE($5, now())) RETURNING `+assignmentCols,
+			a.ConfigID, a.UserID, c.OwnerID, nullStr(a.CreatedBy), ts(a.CreatedAt)))
 		if err != nil {
 			return err
 		}

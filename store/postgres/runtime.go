@@ -13,35 +13,40 @@ import (
 // prepares it once per connection and afterwards sends only
 // Bind/Execute/Sync.
 //
-// Every table is reached by its primary key (configs.id, users.id,
-// org_members (org_id, user_id), assignments (config_id, user_id),
-// instances.id), so the plan is a chain of nested-loop index scans whose
-// cost does not grow with the data. Two layout choices keep it at five
-// lookups instead of seven:
+// Every lookup is by primary key, so the cost does not grow with the data.
+// The schema keeps the happy path at four lookups (three for personal
+// configs) instead of a seven-table join:
 //
 //   - configs.active_route_key mirrors the key of the one active route
-//     (written in the same transaction as every rotation), so the routes
-//     table is not joined;
-//   - the provider grant lives on the instance row (see 00001_init.sql), so
-//     the grant table is not joined.
+//     (written in the same transaction as every rotation), so routes is not
+//     read;
+//   - the provider grant lives on the instance row (00001_init.sql);
+//   - an assignment row can exist only while its membership row does
+//     (foreign key with ON DELETE CASCADE, 00002), so finding the
+//     assignment proves membership and assignment together; org_members is
+//     read only when there is no assignment, to tell not_member from
+//     not_assigned. The CASE evaluates its subqueries lazily, in order.
 //
-// Membership and assignment are still proven by their own rows: nothing is
-// inferred from the instance existing. The query returns raw facts; Go
-// decides the first failing rule in the documented order (runtimeDecide),
-// which keeps that order in one readable place and identical to the memory
-// store.
+// Nothing is inferred from the instance existing: user status, membership
+// and assignment are read from their own rows on every call. The query
+// returns raw facts; Go decides the first failing rule in the documented
+// order (runtimeDecide), which keeps that order in one readable place.
+//
+// org_access: 0 personal config, 1 member not assigned, 2 not a member,
+// 3 assigned (and therefore a member).
 const resolveSQL = `SELECT now(),
 	c.owner_scope, c.owner_id::text, c.status, c.active_route_key, c.version, c.auth_mode, c.path_passthrough,
 	c.remote_url, c.static_headers, c.static_header_names, c.aux_headers,
-	u.status,
-	m.user_id IS NOT NULL,
-	a.user_id IS NOT NULL,
+	(SELECT u.status FROM users u WHERE u.id = $2),
+	CASE
+		WHEN c.owner_scope <> 'org' THEN 0
+		WHEN EXISTS (SELECT 1 FROM assignments a WHERE a.config_id = c.id AND a.user_id = $2) THEN 3
+		WHEN EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = c.owner_id AND m.user_id = $2) THEN 1
+		ELSE 2
+	END,
 	i.owner_scope, i.owner_id::text, i.user_id::text, i.config_id::text, i.state, i.grant_version,
 	i.grant_access_token, i.grant_refresh_token, i.grant_token_type, i.grant_scope, i.grant_expires_at, i.grant_updated_at
 FROM configs c
-LEFT JOIN users u ON u.id = $2
-LEFT JOIN org_members m ON c.owner_scope = 'org' AND m.org_id = c.owner_id AND m.user_id = $2
-LEFT JOIN assignments a ON a.config_id = c.id AND a.user_id = $2
 LEFT JOIN instances i ON i.id = $3
 WHERE c.id = $1`
 
@@ -57,7 +62,7 @@ type runtimeFacts struct {
 	staticNames                    []string
 	aux                            []byte
 	userStatus                     *string
-	member, assigned               bool
+	orgAccess                      int32
 	iScope, iOwner, iUser, iConfig *string
 	iState                         *string
 	iGrantVersion                  *int64
@@ -76,7 +81,7 @@ func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store
 	err := s.pool.QueryRow(ctx, resolveSQL, q.ConfigID, q.UserID, q.InstanceID).Scan(
 		&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
 		&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
-		&f.userStatus, &f.member, &f.assigned,
+		&f.userStatus, &f.orgAccess,
 		&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
 		&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated)
 	if isNoRows(err) {
@@ -127,11 +132,12 @@ func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, e
 			return deny(store.ReasonNotOwner)
 		}
 	} else {
-		if !f.member {
-			return deny(store.ReasonNotMember)
-		}
-		if !f.assigned {
+		switch f.orgAccess {
+		case 3: // assigned; the foreign key proves membership
+		case 1:
 			return deny(store.ReasonNotAssigned)
+		default:
+			return deny(store.ReasonNotMember)
 		}
 	}
 	if f.iState == nil {

@@ -70,8 +70,8 @@ func seed(ctx context.Context, pool *pgxpool.Pool, z seedSize) error {
 			uid("u", fmt.Sprintf("(k * %d + j) %% %d + 1", z.UsersPerConfig, z.Users)), z.OrgConfigs, z.UsersPerConfig-1),
 		`INSERT INTO org_members (org_id, user_id, role, created_at)
 			SELECT DISTINCT org_id, user_id, 'member', now() FROM seed_pairs ON CONFLICT DO NOTHING`,
-		`INSERT INTO assignments (config_id, user_id, created_at)
-			SELECT config_id, user_id, now() FROM seed_pairs ON CONFLICT DO NOTHING`,
+		`INSERT INTO assignments (config_id, user_id, org_id, created_at)
+			SELECT config_id, user_id, org_id, now() FROM seed_pairs ON CONFLICT DO NOTHING`,
 		`INSERT INTO instances (id, owner_scope, owner_id, user_id, config_id, state, grant_version,
 				grant_access_token, grant_refresh_token, grant_token_type, grant_scope, grant_expires_at, grant_updated_at,
 				created_at, updated_at)
@@ -97,7 +97,7 @@ func seed(ctx context.Context, pool *pgxpool.Pool, z seedSize) error {
 			FROM configs WHERE owner_scope = 'user'`,
 		`DROP TABLE seed_pairs`,
 		`RESET session_replication_role`,
-		`ANALYZE`,
+		`VACUUM ANALYZE`,
 	}
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
@@ -112,7 +112,7 @@ func seed(ctx context.Context, pool *pgxpool.Pool, z seedSize) error {
 func seededQueries(ctx context.Context, pool *pgxpool.Pool, n int) ([]store.RuntimeQuery, error) {
 	rows, err := pool.Query(ctx, `SELECT c.id::text, c.active_route_key, c.owner_scope, c.owner_id::text, i.user_id::text,
 			i.id::text, c.version
-		FROM instances i TABLESAMPLE SYSTEM (5) JOIN configs c ON c.id = i.config_id
+		FROM instances i TABLESAMPLE BERNOULLI (3) JOIN configs c ON c.id = i.config_id
 		WHERE i.state = 'active' LIMIT $1`, n)
 	if err != nil {
 		return nil, err
