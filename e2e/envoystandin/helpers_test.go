@@ -165,6 +165,7 @@ type fakeAuthz struct {
 	decide func(ctx context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error)
 	reqs   []*authv3.CheckRequest
 	addr   string
+	gs     *grpc.Server
 }
 
 func (f *fakeAuthz) Check(ctx context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -200,6 +201,7 @@ func newFakeAuthz(t testing.TB) *fakeAuthz {
 		t.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
+	f.gs = gs
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	return f

@@ -709,4 +709,97 @@ func TestStandIn(t *testing.T) {
 			t.Errorf("new route = %d, want 200", resp.StatusCode)
 		}
 	})
+
+	t.Run("ext_authz down: fail closed", func(t *testing.T) {
+		e.authz.gs.Stop()
+		for _, p := range []string{"/mcp-connect/user/u1/c1/key2", "/sse"} {
+			if resp, body := e.do("GET", p, nil); resp.StatusCode != 503 {
+				t.Errorf("%s with ext_authz down = %d %q, want 503", p, resp.StatusCode, body)
+			}
+		}
+		// Routes with ext_authz disabled keep working.
+		if resp, _ := e.do("GET", "/health", nil); resp.StatusCode != 200 {
+			t.Errorf("/health = %d", resp.StatusCode)
+		}
+	})
+}
+
+// TestNoListener: before any listener is configured (or while its routes
+// are warming) connections are closed without an HTTP answer, as on a port
+// with no Envoy listener.
+func TestNoListener(t *testing.T) {
+	ads := newADSServer(t, "127.0.0.1:0")
+	si := startStandIn(t, Options{ADSAddr: ads.addr})
+	if err := si.WaitFor(waitCtx(t), func(s Status) bool { return s.Connected }); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := noRedirectClient().Get(si.URL() + "/health")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got HTTP %d without a listener", resp.StatusCode)
+	}
+	// A listener whose RDS has not arrived is still warming.
+	ads.set("v1", map[resourcev3.Type][]types.Resource{
+		resourcev3.ClusterType:  {},
+		resourcev3.ListenerType: {hcmListener(t, "missing", routerFilter(t, true))},
+	})
+	if err := si.WaitFor(waitCtx(t), func(s Status) bool { return s.Versions[resourcev3.ListenerType] == "v1" }); err != nil {
+		t.Fatal(err)
+	}
+	if si.Status().Serving() {
+		t.Fatal("serving without route configuration")
+	}
+	if resp, err := noRedirectClient().Get(si.URL() + "/health"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got HTTP %d while warming", resp.StatusCode)
+	}
+}
+
+// TestListenerSelection: several LDS listeners need Options.ListenerName.
+func TestListenerSelection(t *testing.T) {
+	two := func(t *testing.T) map[resourcev3.Type][]types.Resource {
+		a := hcmListener(t, "routes", routerFilter(t, true))
+		b := hcmListener(t, "routes", routerFilter(t, false))
+		b.Name = "other"
+		return map[resourcev3.Type][]types.Resource{
+			resourcev3.ClusterType:  {},
+			resourcev3.ListenerType: {a, b},
+			resourcev3.RouteType: {&routev3.RouteConfiguration{Name: "routes", VirtualHosts: []*routev3.VirtualHost{{
+				Name: "all", Domains: []string{"*"},
+				Routes: []*routev3.Route{e2eDirect("/ok")},
+			}}}},
+		}
+	}
+	t.Run("ambiguous", func(t *testing.T) {
+		ads := newADSServer(t, "127.0.0.1:0")
+		si := startStandIn(t, Options{ADSAddr: ads.addr})
+		ads.set("v1", two(t))
+		if err := si.WaitFor(waitCtx(t), func(s Status) bool { return len(s.NACKs) > 0 }); err != nil {
+			t.Fatal(err)
+		}
+		if n := si.Status().NACKs[0]; n.TypeURL != resourcev3.ListenerType || !strings.Contains(n.Error, "ListenerName") {
+			t.Fatalf("NACK = %+v", n)
+		}
+	})
+	t.Run("named", func(t *testing.T) {
+		ads := newADSServer(t, "127.0.0.1:0")
+		si := startStandIn(t, Options{ADSAddr: ads.addr, ListenerName: "other"})
+		ads.set("v1", two(t))
+		if err := si.Ready(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := noRedirectClient().Get(si.URL() + "/ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status = %d", resp.StatusCode)
+		}
+	})
+}
+
+func e2eDirect(path string) *routev3.Route {
+	return &routev3.Route{Name: "direct", Match: pathMatch(path), Action: &routev3.Route_DirectResponse{
+		DirectResponse: &routev3.DirectResponseAction{Status: 200}}}
 }
