@@ -359,6 +359,20 @@ func (e *env) plant(vals ...string) {
 // assertNoLeaks searches logs, audit rows, metrics and error bodies for
 // every planted secret (DESIGN §9).
 func (e *env) assertNoLeaks() {
+	for _, p := range e.leaks() {
+		e.t.Errorf("planted secret %.6s… leaked into logs/audit/metrics/error bodies", p)
+	}
+	e.mu.Lock()
+	n := len(e.planted)
+	e.mu.Unlock()
+	if n < 2 {
+		e.t.Errorf("only %d planted secrets: the leak check is not exercising anything", n)
+	}
+}
+
+// leaks returns the planted secrets found in logs, audit rows, metrics or
+// error bodies.
+func (e *env) leaks() []string {
 	t := e.t
 	var hay strings.Builder
 	hay.WriteString(e.logs.String())
@@ -379,14 +393,13 @@ func (e *env) assertNoLeaks() {
 	planted := append([]string(nil), e.planted...)
 	e.mu.Unlock()
 	all := hay.String()
+	var found []string
 	for _, p := range planted {
 		if strings.Contains(all, p) {
-			t.Errorf("planted secret %.6s… leaked into logs/audit/metrics/error bodies", p)
+			found = append(found, p)
 		}
 	}
-	if len(planted) < 2 {
-		t.Errorf("only %d planted secrets: the leak check is not exercising anything", len(planted))
-	}
+	return found
 }
 
 // recordingTransport keeps every error body and plants every secret it

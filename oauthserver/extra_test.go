@@ -374,3 +374,44 @@ func TestOIDCLogin(t *testing.T) {
 		}
 	})
 }
+
+// TestPlantedSecretDetector proves the leak check that runs after every
+// test env (assertNoLeaks) actually finds a planted value in each place it
+// searches: logs, audit rows and error bodies.
+func TestPlantedSecretDetector(t *testing.T) {
+	e := newEnv(t, newMem())
+	secret := "planted-detector-" + store.NewID()
+	e.plant(secret)
+	if got := e.leaks(); len(got) != 0 {
+		t.Fatalf("leaks before planting anywhere: %d", len(got))
+	}
+	e.srv.log.Info("oops", "value", secret)
+	if got := e.leaks(); len(got) != 1 {
+		t.Errorf("a secret in the logs was not detected")
+	}
+	e.logs.mu.Lock()
+	e.logs.b.Reset()
+	e.logs.mu.Unlock()
+	if err := e.st.AppendAudit(context.Background(), store.AuditEvent{Type: "test", Outcome: "x", Time: e.clock.Now(), Metadata: map[string]string{"k": secret}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.leaks(); len(got) != 1 {
+		t.Errorf("a secret in an audit row was not detected")
+	}
+	// Reset by using a fresh env for the error-body channel.
+	e2 := newEnv(t, newMem())
+	e2.plant(secret)
+	e2.mu.Lock()
+	e2.errorBodies = append(e2.errorBodies, `{"error":"`+secret+`"}`)
+	e2.mu.Unlock()
+	if got := e2.leaks(); len(got) != 1 {
+		t.Errorf("a secret in an error body was not detected")
+	}
+	// Leave both envs clean for their own cleanup check.
+	e2.mu.Lock()
+	e2.errorBodies = nil
+	e2.mu.Unlock()
+	e.mu.Lock()
+	e.planted = e.planted[:len(e.planted)-1]
+	e.mu.Unlock()
+}

@@ -394,6 +394,14 @@ func TestMetadata(t *testing.T) {
 			t.Errorf("%s: %v", p, m)
 		}
 	}
+	// Browser-based clients get credential-less CORS on the OAuth API.
+	req, _ := http.NewRequest(http.MethodOptions, e.base+"/oauth/token", nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("token preflight: %v %v", resp, err)
+	}
 	// PRM for a route: resource is exactly the canonical URL.
 	resp, _ := c.Get(e.base + "/.well-known/oauth-protected-resource" + e.aliceRoute.Path())
 	m := decodeJSON(t, resp)

@@ -75,7 +75,6 @@ func (s *Server) asMetadata() asMetadata {
 // OpenID discovery URIs with the same content for clients that try those
 // first (MCP authorization-server discovery).
 func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, s.asMetadata())
 }
 
@@ -90,7 +89,6 @@ type prm struct {
 // handleGenericPRM describes {base}/mcp-connect as a whole, for clients
 // that probe the root (RFC 9728 §3).
 func (s *Server) handleGenericPRM(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, prm{
 		Resource:               s.publicBase + strings.TrimSuffix(domain.RoutePrefix, "/"),
 		AuthorizationServers:   []string{s.issuer},
@@ -118,7 +116,6 @@ func (s *Server) handleRoutePRM(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, s.internal(r.Context(), "prm lookup", err))
 		return
 	}
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, prm{
 		Resource:               ref.URL(s.publicBase),
 		AuthorizationServers:   []string{s.issuer},
@@ -133,6 +130,5 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	set := s.keys.Load()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=60")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	_, _ = w.Write(set.JWKS())
 }

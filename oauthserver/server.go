@@ -342,26 +342,39 @@ func (s *Server) routes() {
 		m.Handle(pattern, s.instrument(endpoint, h))
 		s.mounted[pattern] = true
 	}
-	handle("GET /.well-known/oauth-authorization-server", "as_metadata", s.handleASMetadata)
-	handle("GET /.well-known/openid-configuration", "as_metadata", s.handleASMetadata)
+	// Endpoints that browser-based MCP clients (e.g. the MCP Inspector)
+	// call cross-origin get CORS without credentials: they authenticate
+	// with bearer tokens or client credentials, never cookies, so a
+	// wildcard origin grants nothing (the Fetch standard never sends
+	// cookies with "*").
+	corsHandle := func(method, path, endpoint string, h http.HandlerFunc) {
+		handle(method+" "+path, endpoint, cors(h))
+		if !s.mounted["OPTIONS "+path] {
+			handle("OPTIONS "+path, "preflight", cors(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusNoContent)
+			}))
+		}
+	}
+	corsHandle("GET", "/.well-known/oauth-authorization-server", "as_metadata", s.handleASMetadata)
+	corsHandle("GET", "/.well-known/openid-configuration", "as_metadata", s.handleASMetadata)
 	if p := issuerPath(s.issuer); p != "" {
 		handle("GET /.well-known/oauth-authorization-server"+p, "as_metadata", s.handleASMetadata)
 		handle("GET /.well-known/openid-configuration"+p, "as_metadata", s.handleASMetadata)
 		handle("GET "+p+"/.well-known/openid-configuration", "as_metadata", s.handleASMetadata)
 	}
-	handle("GET /.well-known/oauth-protected-resource", "prm", s.handleGenericPRM)
-	handle("GET /.well-known/oauth-protected-resource/mcp-connect/", "prm", s.handleRoutePRM)
-	handle("GET /oauth/jwks.json", "jwks", s.handleJWKS)
-	handle("POST /oauth/register", "register", s.handleRegister)
+	corsHandle("GET", "/.well-known/oauth-protected-resource", "prm", s.handleGenericPRM)
+	corsHandle("GET", "/.well-known/oauth-protected-resource/mcp-connect/", "prm", s.handleRoutePRM)
+	corsHandle("GET", "/oauth/jwks.json", "jwks", s.handleJWKS)
+	corsHandle("POST", "/oauth/register", "register", s.handleRegister)
 	handle("GET /oauth/register/{client_id...}", "register_manage", s.handleRegistrationGet)
 	handle("PUT /oauth/register/{client_id...}", "register_manage", s.handleRegistrationPut)
 	handle("DELETE /oauth/register/{client_id...}", "register_manage", s.handleRegistrationDelete)
 	handle("GET /oauth/authorize", "authorize", s.handleAuthorize)
 	handle("GET /oauth/consent", "consent", s.handleConsentPage)
 	handle("POST /oauth/consent", "consent", s.handleConsentDecision)
-	handle("POST /oauth/token", "token", s.handleToken)
-	handle("POST /oauth/revoke", "revoke", s.handleRevoke)
-	handle("GET /oauth/userinfo", "userinfo", s.handleUserinfo)
+	corsHandle("POST", "/oauth/token", "token", s.handleToken)
+	corsHandle("POST", "/oauth/revoke", "revoke", s.handleRevoke)
+	corsHandle("GET", "/oauth/userinfo", "userinfo", s.handleUserinfo)
 	handle("POST /oauth/userinfo", "userinfo", s.handleUserinfo)
 	handle("GET /login", "login", s.handleLoginPage)
 	handle("POST /login", "login", s.handleLoginPost)
@@ -406,4 +419,16 @@ func (s *Server) internal(ctx context.Context, what string, err error) *oauthErr
 	}
 	s.log.ErrorContext(ctx, "internal error", "op", what, "err", err)
 	return oerr(http.StatusInternalServerError, ErrServerError, "internal error").withReason("internal")
+}
+
+// cors adds credential-less CORS headers (see routes).
+func cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Access-Control-Allow-Origin", "*")
+		hd.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+		hd.Set("Access-Control-Max-Age", "600")
+		h(w, r)
+	}
 }
