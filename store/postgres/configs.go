@@ -218,6 +218,7 @@ func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.
 	}
 	var out store.Config
 	var material bool
+	var updateErr error // the caller's own error, returned untouched
 	err := s.tx(ctx, "update config", func(tx pgx.Tx) error {
 		old, err := lockConfig(ctx, tx, id, "update config", false)
 		if err != nil {
@@ -225,6 +226,7 @@ func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.
 		}
 		n := cloneConfig(old)
 		if err := update(&n); err != nil {
+			updateErr = err
 			return err
 		}
 		// Only the documented fields may change.
@@ -276,6 +278,9 @@ func (s *Store) UpdateConfig(ctx context.Context, id string, update func(*store.
 		}
 		return appendAudit(ctx, tx, ev)
 	})
+	if updateErr != nil {
+		return store.Config{}, false, updateErr
+	}
 	if err != nil {
 		return store.Config{}, false, err
 	}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,29 @@ func TestTryLeaderAcrossPools(t *testing.T) {
 	ran, err = b.TryLeader(ctx, "cleanup", func(context.Context) error { return nil })
 	if err != nil || !ran {
 		t.Fatalf("after release ran=%v err=%v", ran, err)
+	}
+}
+
+// TestCallerErrorsPassThrough: an error returned by the caller's update or
+// LockGrant function comes back as is (not disguised as ErrUnavailable)
+// and nothing is written.
+func TestCallerErrorsPassThrough(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	mine := errors.New("caller says no")
+	_, _, err := w.s.UpdateConfig(ctx, w.cfg.ID, func(c *store.Config) error {
+		c.Name = "changed"
+		return mine
+	}, nil)
+	if !errors.Is(err, mine) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("UpdateConfig: %v", err)
+	}
+	_, err = w.s.LockGrant(ctx, w.inst.ID, func(*store.Grant) (*store.Grant, error) { return nil, mine })
+	if !errors.Is(err, mine) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("LockGrant: %v", err)
+	}
+	c, err := w.s.GetConfig(ctx, w.cfg.ID)
+	if err != nil || c.Name != w.cfg.Name {
+		t.Fatalf("config changed: %+v %v", c, err)
 	}
 }
