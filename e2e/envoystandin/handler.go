@@ -164,6 +164,11 @@ func (s *StandIn) serveHTTP(w http.ResponseWriter, r *http.Request) {
 //     true), and regenerated for external requests unless
 //     preserve_external_request_id.
 func (s *StandIn) mutateRequestHeaders(h *hcmConfig, hs *headerList, r *http.Request) {
+	// Envoy removes connection-specific headers before any filter sees the
+	// request (no upgrades are configured).
+	for _, k := range []string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"} {
+		hs.del(k)
+	}
 	internal := false
 	var peer string
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -295,6 +300,10 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 			continue
 		}
 		out[http.CanonicalHeaderKey(e.k)] = append(out[http.CanonicalHeaderKey(e.k)], e.v)
+	}
+	// Go's transport would add its own User-Agent; Envoy adds none.
+	if _, ok := out["User-Agent"]; !ok {
+		out["User-Agent"] = []string{""}
 	}
 	// Envoy docs: Router filter, x-envoy-expected-rq-timeout-ms — set on
 	// the upstream request when a route timeout applies, unless

@@ -332,6 +332,7 @@ func TestStandIn(t *testing.T) {
 		resp, body := e.do("POST", "/mcp-connect/user/u1/c1/key1/tools?x=1&y=2", map[string]string{
 			"Authorization": "Bearer client-token", "Cookie": "sid=1", "X-Api-Key": "k",
 			"Accept": "application/json", "X-Legacy": "a", "Mcp-Session-Id": "s1",
+			"User-Agent": "client/1", "Keep-Alive": "timeout=5",
 		})
 		if resp.StatusCode != 200 {
 			t.Fatalf("status = %d body %q", resp.StatusCode, body)
@@ -356,7 +357,10 @@ func TestStandIn(t *testing.T) {
 				t.Errorf("upstream %s = %q, want %q", k, got, want)
 			}
 		}
-		for _, k := range []string{"Cookie", "X-Api-Key", "X-Missing", "X-Envoy-Expected-Rq-Timeout-Ms"} {
+		if ua := h.Values("User-Agent"); len(ua) != 1 || ua[0] != "client/1" {
+			t.Errorf("upstream user-agent = %q, want the client's only", ua)
+		}
+		for _, k := range []string{"Cookie", "X-Api-Key", "X-Missing", "X-Envoy-Expected-Rq-Timeout-Ms", "Connection", "Keep-Alive"} {
 			if v := h.Values(k); len(v) > 0 {
 				t.Errorf("upstream received %s = %q", k, v)
 			}
@@ -544,8 +548,12 @@ func TestStandIn(t *testing.T) {
 				continue
 			}
 			if c.uri != "" {
-				if got := decodeEcho(t, body).URI; got != c.uri {
-					t.Errorf("GET %s reached upstream as %q, want %q", c.target, got, c.uri)
+				ec := decodeEcho(t, body)
+				if ec.URI != c.uri {
+					t.Errorf("GET %s reached upstream as %q, want %q", c.target, ec.URI, c.uri)
+				}
+				if ua, ok := ec.Header["User-Agent"]; ok {
+					t.Errorf("upstream got user-agent %q the client never sent", ua)
 				}
 			}
 		}
