@@ -113,17 +113,22 @@ func (e *testEnv) waitReady(t *testing.T) {
 // adsClient is a minimal Envoy-like ADS client: it sends requests and
 // collects responses, waiting with deadlines.
 type adsClient struct {
-	t      *testing.T
+	t      testing.TB
 	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	node   *corev3.Node
 	resp   chan *discoveryv3.DiscoveryResponse
 	first  bool
 }
 
-func dialADS(t *testing.T, addr, nodeID, cluster string) *adsClient {
+func dialADS(t testing.TB, addr, nodeID, cluster string) *adsClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+		// Envoy's HTTP/2 defaults for its gRPC clients (256 MiB stream
+		// window) so large RDS pushes are not throttled by Go's small
+		// default windows.
+		grpc.WithInitialWindowSize(256<<20), grpc.WithInitialConnWindowSize(256<<20),
+		grpc.WithReadBufferSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +246,7 @@ func (c *adsClient) ack(r *discoveryv3.DiscoveryResponse) {
 	c.send(req)
 }
 
-func resourceName(t *testing.T, typeURL string, b []byte) string {
+func resourceName(t testing.TB, typeURL string, b []byte) string {
 	t.Helper()
 	if typeURL == resourcev3.EndpointType {
 		cla := &endpointv3.ClusterLoadAssignment{}
@@ -254,7 +259,7 @@ func resourceName(t *testing.T, typeURL string, b []byte) string {
 	return ""
 }
 
-func routeConfig(t *testing.T, r *discoveryv3.DiscoveryResponse) *routev3.RouteConfiguration {
+func routeConfig(t testing.TB, r *discoveryv3.DiscoveryResponse) *routev3.RouteConfiguration {
 	t.Helper()
 	if len(r.GetResources()) != 1 {
 		t.Fatalf("want 1 route configuration, got %d", len(r.GetResources()))

@@ -17,6 +17,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"mcpgw/store"
 )
@@ -106,6 +107,21 @@ func (s *Server) Register(g *grpc.Server) {
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// ServerOptions are the gRPC server options xds is tuned and benchmarked
+// with: large transport buffers (a 10k-config route configuration is
+// several MB and goes to every Envoy on every push), a keepalive policy that
+// lets Envoys ping idle ADS streams, and no message size limit surprises.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.WriteBufferSize(1 << 20),
+		grpc.ReadBufferSize(256 << 10),
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(1 << 20),
+		grpc.MaxRecvMsgSize(16 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
 }
 
 // Ready is closed once the first snapshot is published.
@@ -370,23 +386,31 @@ func (s *Server) rebuild(ctx context.Context, st *state, ids []string, full bool
 			}
 		}
 	}
-	used := st.hosts()
-	hosts := make([]string, 0, len(used))
-	for h := range used {
-		hosts = append(hosts, h)
+	if full {
+		used := st.hosts()
+		hosts := make([]string, 0, len(used))
+		for h := range used {
+			hosts = append(hosts, h)
+		}
+		s.res.ensure(ctx, hosts)
+		s.res.retain(used)
+		return s.finish(ctx, st, st.refreshEndpoints(s.res, nil, nil))
+	}
+	var hosts []string
+	for _, id := range ids {
+		if e, ok := st.entries[id]; ok && !e.unroutable {
+			hosts = append(hosts, e.up.Host)
+		}
 	}
 	s.res.ensure(ctx, hosts)
-	if full {
-		s.res.retain(used)
-	}
-	return s.finish(ctx, st, st.refreshEndpoints(s.res, nil))
+	return s.finish(ctx, st, st.refreshEndpoints(s.res, nil, ids))
 }
 
 // refreshHosts rebuilds the endpoints of configs using hosts whose
 // resolution changed, and publishes.
 func (s *Server) refreshHosts(ctx context.Context, st *state, hosts []string) {
 	start := time.Now()
-	err := s.finish(ctx, st, st.refreshEndpoints(s.res, hosts))
+	err := s.finish(ctx, st, st.refreshEndpoints(s.res, hosts, nil))
 	result := "ok"
 	if err != nil {
 		result = "error"

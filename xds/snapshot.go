@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"net/netip"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -27,13 +28,19 @@ type builder struct{ opts Options }
 // push).
 type digest [sha256.Size]byte
 
-func digestOf(m proto.Message) digest {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// mustMarshal encodes m deterministically; it only fails on a programming
+// error.
+func mustMarshal(m proto.Message) []byte {
+	b, err := deterministic.Marshal(m)
 	if err != nil {
-		panic(fmt.Sprintf("xds: marshal %T: %v", m, err)) // only on a programming error
+		panic(fmt.Sprintf("xds: marshal %T: %v", m, err))
 	}
-	return sha256.Sum256(b)
+	return b
 }
+
+func digestOf(m proto.Message) digest { return sha256.Sum256(mustMarshal(m)) }
 
 func versionOf(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)[:12]) }
 
@@ -46,13 +53,14 @@ type entry struct {
 	unroutable bool
 
 	route       *routev3.Route
+	routeBytes  []byte // deterministic wire form of route
 	routeDigest digest
 	cluster     *clusterv3.Cluster
 	clusterDig  digest
 	cla         *endpointv3.ClusterLoadAssignment
 	claDigest   digest
-	addrsKey    string // endpoints the CLA was built from, to skip rebuilds
-	problem     string // why the config has no endpoints ("" if it has)
+	claAddrs    []netip.Addr // endpoints the CLA was built from, to skip rebuilds
+	problem     string       // why the config has no endpoints ("" if it has)
 }
 
 // sameInput reports whether two routable configs produce the same
@@ -75,6 +83,7 @@ type state struct {
 	oauthCluster    *clusterv3.Cluster
 	oauthClusterDig digest
 	routeSkeleton   digest // route config without config routes
+	routes          *routeEncoder
 
 	res                                  [types.UnknownType]cache.Resources
 	routesDirty, clustersDirty, epsDirty bool
@@ -90,13 +99,16 @@ func newState(b *builder) *state {
 	st.oauthCluster = b.oauthCluster()
 	st.oauthClusterDig = digestOf(st.oauthCluster)
 	st.routeSkeleton = digestOf(b.buildRouteConfig(nil))
+	st.routes = b.newRouteEncoder()
 	st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
 	return st
 }
 
 // upsert (re)builds the route and cluster of rc if its input changed and
-// reports whether anything changed. Endpoints are refreshed separately
-// (refreshEndpoints) once hosts are resolved.
+// reports whether anything changed. Only the resource types whose content
+// changed are marked dirty: a route rotation touches RDS alone, so CDS/EDS
+// versions stay and nothing else is pushed. Endpoints are refreshed
+// separately (refreshEndpoints) once hosts are resolved.
 func (st *state) upsert(rc store.RoutableConfig) bool {
 	id := rc.Config.ID
 	old, ok := st.entries[id]
@@ -112,23 +124,39 @@ func (st *state) upsert(rc store.RoutableConfig) bool {
 	} else {
 		e.up = up
 		e.route = st.b.configRoute(rc, up)
-		e.routeDigest = digestOf(e.route)
-		e.cluster = st.b.upstreamCluster(id, up)
-		e.clusterDig = digestOf(e.cluster)
-	}
-	if ok {
-		// Keep what the previous build knew about endpoints so an
-		// unchanged host does not look like a new problem.
-		e.problem = old.problem
-		if e.unroutable {
-			e.problem = problemBadURL
+		e.routeBytes = mustMarshal(e.route)
+		e.routeDigest = sha256.Sum256(e.routeBytes)
+		if ok && !old.unroutable && old.up == up {
+			e.cluster, e.clusterDig = old.cluster, old.clusterDig // depends on id and upstream only
+		} else {
+			e.cluster = st.b.upstreamCluster(id, up)
+			e.clusterDig = digestOf(e.cluster)
 		}
-	} else {
+	}
+	if !ok {
 		i, _ := slices.BinarySearch(st.ids, id)
 		st.ids = slices.Insert(st.ids, i, id)
+		st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
+		st.entries[id] = e
+		return true
+	}
+	// Keep what the previous build knew about endpoints so an unchanged
+	// host neither looks like a new problem nor rebuilds the CLA.
+	if !e.unroutable && !old.unroutable && old.up == e.up {
+		e.cla, e.claDigest, e.claAddrs, e.problem = old.cla, old.claDigest, old.claAddrs, old.problem
+	} else {
+		st.epsDirty = true
+		if !e.unroutable {
+			e.problem = old.problem
+		}
+	}
+	if e.unroutable != old.unroutable || e.routeDigest != old.routeDigest {
+		st.routesDirty = true
+	}
+	if e.unroutable != old.unroutable || e.clusterDig != old.clusterDig {
+		st.clustersDirty = true
 	}
 	st.entries[id] = e
-	st.routesDirty, st.clustersDirty, st.epsDirty = true, true, true
 	return true
 }
 
@@ -166,13 +194,21 @@ type transition struct {
 	detail string
 }
 
-// refreshEndpoints rebuilds the endpoint set of every config whose host is
-// in onlyHosts (all configs when onlyHosts is nil) from the resolver's
-// current state, and returns the problem transitions.
-func (st *state) refreshEndpoints(r *resolver, onlyHosts []string) []transition {
+// refreshEndpoints rebuilds, from the resolver's current state, the
+// endpoint set of every config whose host is in onlyHosts or whose id is in
+// onlyIDs (every config when both are nil), and returns the problem
+// transitions.
+func (st *state) refreshEndpoints(r *resolver, onlyHosts, onlyIDs []string) []transition {
 	var out []transition
-	for _, id := range st.ids {
-		e := st.entries[id]
+	ids := st.ids
+	if onlyHosts == nil && onlyIDs != nil {
+		ids = onlyIDs
+	}
+	for _, id := range ids {
+		e, ok := st.entries[id]
+		if !ok {
+			continue // removed
+		}
 		if e.unroutable {
 			if e.cla == nil { // first time seen
 				out = append(out, transition{rc: e.rc, to: problemBadURL})
@@ -180,7 +216,7 @@ func (st *state) refreshEndpoints(r *resolver, onlyHosts []string) []transition 
 			}
 			continue
 		}
-		if onlyHosts != nil && !slices.Contains(onlyHosts, e.up.Host) && e.cla != nil {
+		if onlyHosts != nil && e.cla != nil && !slices.Contains(onlyHosts, e.up.Host) && !slices.Contains(onlyIDs, id) {
 			continue
 		}
 		hs, known := r.state(e.up.Host)
@@ -194,11 +230,10 @@ func (st *state) refreshEndpoints(r *resolver, onlyHosts []string) []transition 
 		if problem != "" {
 			addrs = nil
 		}
-		key := fmt.Sprint(addrs, e.up.Port)
-		if e.cla == nil || key != e.addrsKey {
+		if e.cla == nil || !slices.Equal(addrs, e.claAddrs) {
 			e.cla = loadAssignment(id, addrs, e.up.Port)
 			e.claDigest = digestOf(e.cla)
-			e.addrsKey = key
+			e.claAddrs = addrs
 			st.epsDirty = true
 		}
 		if problem != e.problem {
@@ -215,14 +250,14 @@ func (st *state) snapshot() (*cache.Snapshot, error) {
 	if st.routesDirty {
 		h := sha256.New()
 		h.Write(st.routeSkeleton[:])
-		routes := make([]*routev3.Route, 0, len(st.ids))
+		routes := make([][]byte, 0, len(st.ids))
 		for _, id := range st.ids {
 			if e := st.entries[id]; !e.unroutable {
-				routes = append(routes, e.route)
+				routes = append(routes, e.routeBytes)
 				h.Write(e.routeDigest[:])
 			}
 		}
-		st.res[types.Route] = cache.NewResources(versionOf(h), []types.Resource{st.b.buildRouteConfig(routes)})
+		st.res[types.Route] = cache.NewResources(versionOf(h), []types.Resource{st.routes.encode(routes)})
 		st.routesDirty = false
 	}
 	if st.clustersDirty {
