@@ -46,6 +46,7 @@ func commands() []command {
 		{"dev", "run every built-in server locally on an embedded store", runDev},
 		{"migrate", "apply (up) or list (status) database migrations", runMigrate},
 		{"keygen", "write a new RSA signing key and a new encryption key", runKeygen},
+		{"reencrypt", "rewrite stored secrets under the newest encryption key", runReencrypt},
 	}
 }
 
@@ -91,7 +92,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mcpgw <command> [flags]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `mcpgw <command> -h` for the command's flags. Every flag also has an")
 	fmt.Fprintln(w, "MCPGW_* environment variable and a YAML key; see README.md.")
