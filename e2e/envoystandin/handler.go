@@ -327,11 +327,23 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 		timer = newIdleTimer(idle, func() { cancel(errIdleTimeout) })
 		defer timer.stop()
 	}
+	// Envoy docs: RouteAction.timeout — "This spans between the point at
+	// which the entire downstream request (i.e. end-of-stream) has been
+	// processed and when the upstream response has been completely
+	// processed"; 0 disables it.
+	var routeTimer *time.Timer
+	startRouteTimer := func() {}
 	if a.timeout > 0 {
-		// Envoy docs: RouteAction.timeout — the time Envoy waits for the
-		// upstream to respond with a complete response; 0 disables it.
-		t := time.AfterFunc(a.timeout, func() { cancel(errRouteTimeout) })
-		defer t.Stop()
+		var once sync.Once
+		startRouteTimer = func() {
+			once.Do(func() { routeTimer = time.AfterFunc(a.timeout, func() { cancel(errRouteTimeout) }) })
+		}
+		defer func() {
+			once.Do(func() {}) // no timer after return
+			if routeTimer != nil {
+				routeTimer.Stop()
+			}
+		}()
 	}
 
 	var reqTimer *time.Timer
@@ -359,7 +371,9 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 	}
 	var body io.ReadCloser = http.NoBody
 	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
-		body = &activityReader{rc: r.Body, t: timer}
+		body = &activityReader{rc: r.Body, t: timer, eof: startRouteTimer}
+	} else {
+		startRouteTimer()
 	}
 	up := (&http.Request{
 		Method:        method,
@@ -497,16 +511,21 @@ func (t *idleTimer) touch() {
 
 func (t *idleTimer) stop() { t.t.Stop() }
 
-// activityReader resets the idle timer on request body reads.
+// activityReader resets the idle timer on request body reads
+// and reports the end of the request body (where the route timeout starts).
 type activityReader struct {
-	rc io.ReadCloser
-	t  *idleTimer
+	rc  io.ReadCloser
+	t   *idleTimer
+	eof func()
 }
 
 func (a *activityReader) Read(p []byte) (int, error) {
 	n, err := a.rc.Read(p)
 	if n > 0 && a.t != nil {
 		a.t.touch()
+	}
+	if err == io.EOF {
+		a.eof()
 	}
 	return n, err
 }
