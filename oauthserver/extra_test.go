@@ -415,3 +415,84 @@ func TestPlantedSecretDetector(t *testing.T) {
 	e.planted = e.planted[:len(e.planted)-1]
 	e.mu.Unlock()
 }
+
+// TestIssuerWithPath serves RFC 8414 metadata at the path-inserted
+// well-known URI (§3.1) and the OIDC forms, with the issuer as given.
+func TestIssuerWithPath(t *testing.T) {
+	srv, err := New(Options{Store: newMem(), Issuer: "https://gw.example.com/tenant", Keys: signing.Set{Current: testSigningKeys(t)[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/.well-known/oauth-authorization-server/tenant", "/.well-known/openid-configuration/tenant", "/tenant/.well-known/openid-configuration"} {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		var m map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		if rec.Code != 200 || m["issuer"] != "https://gw.example.com/tenant" || m["token_endpoint"] != "https://gw.example.com/oauth/token" {
+			t.Errorf("%s: %d %v", p, rec.Code, m)
+		}
+	}
+	for _, bad := range []string{"http://gw.example.com", "https://gw.example.com/?x=1", "https://user@gw.example.com", "ftp://gw.example.com", ""} {
+		if _, err := New(Options{Store: newMem(), Issuer: bad, Keys: signing.Set{Current: testSigningKeys(t)[0]}}); err == nil {
+			t.Errorf("issuer %q accepted", bad)
+		}
+	}
+}
+
+// TestOrgConfig: org owners may not use an org config unless assigned
+// (DESIGN §3 rule 2); once assigned, the token carries the org context.
+func TestOrgConfig(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		e := newEnv(t, newStore(t))
+		ctx := context.Background()
+		org, err := e.st.CreateOrg(ctx, store.Org{ID: store.NewID(), Name: "Acme", CreatedAt: e.clock.Now()}, e.alice.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := e.clock.Now()
+		cfg, r, err := e.st.CreateConfig(ctx, store.Config{ID: store.NewID(), OwnerScope: store.ScopeOrg, OwnerID: org.ID, Name: "Acme tools",
+			RemoteURL: e.upstream.URL + "/mcp", AuthMode: store.AuthNone, SharingMode: store.MultiUser, CreatedBy: e.alice.ID,
+			CreatedAt: now, UpdatedAt: now}, store.NewID(), domain.NewRouteKey(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := domain.RouteRef{Scope: store.ScopeOrg, OwnerID: org.ID, ConfigID: cfg.ID, Key: r.Key}
+		b := e.browser()
+		e.login(t, b, "alice@example.com", alicePassword)
+		c := e.mustRegister(t, authNone, nil)
+		q := authParams(c.ID, ref.URL(e.base), e.verifier())
+		before := e.st.snapshot()
+		if st, code := redirectOutcome(t, e.authorize(t, b, q), q.Get("state")); st != 302 || code != ErrAccessDenied {
+			t.Errorf("unassigned owner: %d %s", st, code)
+		}
+		if after := e.st.snapshot(); after != before {
+			t.Errorf("denied authorization created something")
+		}
+		if _, err := e.st.Assign(ctx, store.Assignment{ConfigID: cfg.ID, UserID: e.alice.ID, CreatedBy: e.alice.ID, CreatedAt: now}, nil); err != nil {
+			t.Fatal(err)
+		}
+		v := e.verifier()
+		q = authParams(c.ID, ref.URL(e.base), v)
+		// The consent page names the organization.
+		resp := e.authorize(t, b, q)
+		if body := string(readBody(t, resp)); !strings.Contains(body, "Organization Acme") {
+			t.Errorf("consent page lacks the org context")
+		}
+		code := e.codeFor(t, b, q)
+		st, tok := e.tokenReq(t, c, exchangeForm(code, v, ref.URL(e.base)))
+		if st != 200 {
+			t.Fatalf("exchange: %d %v", st, tok)
+		}
+		cl := e.parseJWT(t, tok["access_token"].(string))
+		if cl.OwnerScope != "org" || cl.OwnerID != org.ID || cl.ExecutionContext != "org:"+org.ID || cl.MCPID != ref.MCPID() {
+			t.Errorf("org claims %+v", cl)
+		}
+		// Unassigned again: refresh is refused.
+		if err := e.st.Unassign(ctx, cfg.ID, e.alice.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if st, body := e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}); st != 400 || body["error"] != ErrInvalidGrant {
+			t.Errorf("refresh after unassign: %d %v", st, body)
+		}
+	})
+}

@@ -62,6 +62,13 @@ func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, ErrInvalidRequest, "The sign-in link is malformed.")
 		return
 	}
+	if req != "" {
+		if _, err := s.session(r); err == nil {
+			// Already signed in: straight on to consent.
+			http.Redirect(w, r, "/oauth/consent?req="+url.QueryEscape(req), http.StatusSeeOther)
+			return
+		}
+	}
 	if len(s.staticUsers) == 0 && s.oidc != nil {
 		http.Redirect(w, r, "/login/oidc?req="+url.QueryEscape(req), http.StatusSeeOther)
 		return
@@ -195,7 +202,7 @@ func newOIDCLogin(o OIDCOptions, issuer string) (*oidcLogin, error) {
 		return nil, errors.New("oauthserver: OIDC login needs an issuer and a client id")
 	}
 	if o.RedirectURL == "" {
-		o.RedirectURL = issuer + "/login/oidc/callback"
+		o.RedirectURL = issuerOrigin(issuer) + "/login/oidc/callback"
 	}
 	if len(o.Scopes) == 0 {
 		o.Scopes = []string{oidc.ScopeOpenID, "email", "profile"}

@@ -404,8 +404,18 @@ func issuerPath(iss string) string {
 	return strings.TrimRight(u.EscapedPath(), "/")
 }
 
-// endpoint returns an absolute URL on the issuer.
-func (s *Server) endpoint(p string) string { return s.issuer + p }
+// endpoint returns the absolute URL of one of our paths. Endpoints live at
+// the issuer's origin: an issuer with a path (RFC 8414 §3.1) only changes
+// where the metadata is found, not where the server listens.
+func (s *Server) endpoint(p string) string { return issuerOrigin(s.issuer) + p }
+
+func issuerOrigin(iss string) string {
+	u, err := url.Parse(iss)
+	if err != nil {
+		return iss
+	}
+	return u.Scheme + "://" + u.Host
+}
 
 // ctxNow is the request time; one read per request keeps a flow consistent.
 func (s *Server) clock() time.Time { return s.now().UTC() }
