@@ -472,6 +472,24 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			}
 			return st, code
 		}},
+		{"refresh after a material config change", 400, ErrInvalidGrant, func(t *testing.T, e *env, mark func()) (int, string) {
+			c := e.mustRegister(t, authNone, nil)
+			cfg, ref := e.mkConfig(e.alice, "changing", store.AuthNone)
+			v := e.verifier()
+			code := e.codeFor(t, aliceB(), authParams(c.ID, e.routeURL(ref), v))
+			st, tok := e.tokenReq(t, c, exchangeForm(code, v, e.routeURL(ref)))
+			if st != 200 {
+				t.Fatalf("exchange: %d", st)
+			}
+			if _, material, err := e.st.UpdateConfig(context.Background(), cfg.ID, func(c *store.Config) error {
+				c.RemoteURL = e.upstream.URL + "/elsewhere"
+				return nil
+			}, nil); err != nil || !material {
+				t.Fatalf("update config: %v %v", material, err)
+			}
+			mark()
+			return jsonOutcome(e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}))
+		}},
 		{"refresh token of another client", 400, ErrInvalidGrant, func(t *testing.T, e *env, mark func()) (int, string) {
 			_, rt, _ := e.tokenPair(t, aliceB(), authNone)
 			other := e.mustRegister(t, authNone, nil)

@@ -358,6 +358,11 @@ func (s *Server) refresh(ctx context.Context, cl *client, f url.Values) (*tokenR
 		}
 		return nil, s.internal(ctx, "refresh lookup route", err)
 	}
+	if v, ok := familyVersion(rt.FamilyID); !ok || v != cfg.Version {
+		// The config changed materially since the user consented.
+		_, _ = s.st.RevokeFamily(ctx, rt.FamilyID, now)
+		return nil, s.issueDenied(ctx, &errIneligible{reason: store.ReasonVersionMismatch}, rt.UserID, cl.ID, ref)
+	}
 	if _, err := s.recheck(ctx, ref, rt.UserID, rt.InstanceID, cfg.Version, eligibility{Config: store.Config{AuthMode: store.AuthNone}}); err != nil {
 		return nil, s.issueDenied(ctx, err, rt.UserID, cl.ID, ref)
 	}
