@@ -69,7 +69,7 @@ func (x *h) cascadeWorld() *cworld {
 
 	client := x.client()
 	rt := func(u store.User, c store.Config, in store.Instance, label string) store.RefreshToken {
-		r := store.RefreshToken{Hash: hash("cascade-rt-" + label), FamilyID: store.NewID(), ClientID: client.ID, UserID: u.ID,
+		r := store.RefreshToken{Hash: x.hash("cascade-rt-" + label), FamilyID: store.NewID(), ClientID: client.ID, UserID: u.ID,
 			InstanceID: in.ID, ConfigID: c.ID, Resource: "https://gw.example.test/mcp-connect/x", Scopes: []string{"mcp:access"},
 			ExecutionContext: store.ExecutionContext(c.OwnerScope, c.OwnerID), CreatedAt: t0, ExpiresAt: at(24 * time.Hour)}
 		if err := x.s.CreateRefreshToken(x.ctx, r); err != nil {
@@ -80,7 +80,7 @@ func (x *h) cascadeWorld() *cworld {
 	w.victimRefresh = rt(w.victim, w.orgCfg, w.victimOrg, "victim")
 	w.peerRefresh = rt(w.peer, w.orgCfg, w.peerOrg, "peer")
 	sess := func(u store.User, label string) store.Session {
-		s := store.Session{IDHash: hash("cascade-session-" + label), UserID: u.ID, CSRFHash: hash("cascade-csrf-" + label), CreatedAt: t0, ExpiresAt: at(time.Hour)}
+		s := store.Session{IDHash: x.hash("cascade-session-" + label), UserID: u.ID, CSRFHash: x.hash("cascade-csrf-" + label), CreatedAt: t0, ExpiresAt: at(time.Hour)}
 		if err := x.s.CreateSession(x.ctx, s); err != nil {
 			x.t.Fatalf("CreateSession: %v", err)
 		}
@@ -89,7 +89,7 @@ func (x *h) cascadeWorld() *cworld {
 	w.victimSession = sess(w.victim, "victim")
 	w.peerSession = sess(w.peer, "peer")
 	for _, u := range []store.User{w.victim, w.peer} {
-		if _, err := x.s.CreateAPIToken(x.ctx, store.APIToken{ID: store.NewID(), UserID: u.ID, Name: "t", Hash: hash("cascade-api-" + u.ID), CreatedAt: t0}); err != nil {
+		if _, err := x.s.CreateAPIToken(x.ctx, store.APIToken{ID: store.NewID(), UserID: u.ID, Name: "t", Hash: x.hash("cascade-api-" + u.ID), CreatedAt: t0}); err != nil {
 			x.t.Fatalf("CreateAPIToken: %v", err)
 		}
 	}
@@ -147,8 +147,11 @@ func (w *cworld) auditSurvives() {
 
 // testCascades asserts exactly what each cascade removes and what survives.
 func testCascades(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("SoftDeleteUser", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.cascadeWorld()
 		wantErr(t, "SoftDeleteUser", x.s.SoftDeleteUser(x.ctx, w.victim.ID, &store.AuditEvent{Type: "user.delete", Outcome: "success", UserID: w.victim.ID}), nil)
 		// Gone: instances, grants, pending state, refresh tokens, sessions,
@@ -163,14 +166,14 @@ func testCascades(t *testing.T, newStore NewStore) {
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("GetRefreshToken: %v", err)
 		}
-		_, err := x.s.RotateRefreshToken(x.ctx, w.victimRefresh.Hash, store.RefreshToken{Hash: hash("cascade-next"), FamilyID: w.victimRefresh.FamilyID,
+		_, err := x.s.RotateRefreshToken(x.ctx, w.victimRefresh.Hash, store.RefreshToken{Hash: x.hash("cascade-next"), FamilyID: w.victimRefresh.FamilyID,
 			ClientID: w.victimRefresh.ClientID, UserID: w.victim.ID, InstanceID: w.victimOrg.ID, ConfigID: w.orgCfg.ID,
 			Resource: w.victimRefresh.Resource, Scopes: []string{"mcp:access"}, ExecutionContext: w.victimRefresh.ExecutionContext,
 			CreatedAt: t0, ExpiresAt: at(48 * time.Hour)}, at(time.Minute))
 		wantErrIn(t, "RotateRefreshToken(victim)", err, store.ErrRevoked, store.ErrNotFound)
 		_, err = x.s.GetSession(x.ctx, w.victimSession.IDHash, at(time.Minute))
 		wantErrIn(t, "GetSession(victim)", err, store.ErrNotFound, store.ErrRevoked)
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("cascade-api-"+w.victim.ID), at(time.Minute))
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("cascade-api-"+w.victim.ID), at(time.Minute))
 		wantErr(t, "GetAPITokenByHash(victim)", err, store.ErrNotFound)
 		if w.assigned(w.orgCfg.ID, w.victim.ID) || w.assigned(w.otherOrgCfg.ID, w.victim.ID) {
 			t.Fatalf("victim still assigned")
@@ -190,7 +193,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 		if _, err := x.s.GetSession(x.ctx, w.peerSession.IDHash, at(time.Minute)); err != nil {
 			t.Fatalf("peer session: %v", err)
 		}
-		if _, err := x.s.GetAPITokenByHash(x.ctx, hash("cascade-api-"+w.peer.ID), at(time.Minute)); err != nil {
+		if _, err := x.s.GetAPITokenByHash(x.ctx, x.hash("cascade-api-"+w.peer.ID), at(time.Minute)); err != nil {
 			t.Fatalf("peer API token: %v", err)
 		}
 		if g, err := x.s.GetRefreshToken(x.ctx, w.peerRefresh.Hash); err != nil || g.RevokedAt != nil {
@@ -213,7 +216,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("RemoveMember", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.cascadeWorld()
 		wantErr(t, "RemoveMember", x.s.RemoveMember(x.ctx, w.org.ID, w.victim.ID, &store.AuditEvent{Type: "member.remove", Outcome: "success", OwnerScope: store.ScopeOrg, OwnerID: w.org.ID, UserID: w.victim.ID}), nil)
 		_, err := x.s.GetMember(x.ctx, w.org.ID, w.victim.ID)
@@ -250,7 +253,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("DeleteConfig", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.cascadeWorld()
 		wantErr(t, "PutProviderRegistration", x.s.PutProviderRegistration(x.ctx, store.ProviderRegistration{ConfigID: w.orgCfg.ID, ConfigVersion: 1, Ciphertext: []byte("ciphertext-reg"), CreatedAt: t0}), nil)
 		wantErr(t, "PutProviderRegistration(other)", x.s.PutProviderRegistration(x.ctx, store.ProviderRegistration{ConfigID: w.otherOrgCfg.ID, ConfigVersion: 1, Ciphertext: []byte("ciphertext-reg2"), CreatedAt: t0}), nil)
@@ -290,7 +293,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("Unassign", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.cascadeWorld()
 		wantErr(t, "Unassign", x.s.Unassign(x.ctx, w.orgCfg.ID, w.victim.ID, nil), nil)
 		w.wantRemoved(w.victimOrg)
@@ -310,7 +313,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("EndInstance", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.cascadeWorld()
 		_, err := x.s.EndInstance(x.ctx, w.victimOrg.ID, store.InstanceRevoked, nil)
 		wantErr(t, "EndInstance", err, nil)

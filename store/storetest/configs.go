@@ -14,10 +14,14 @@ import (
 // testConfigs covers configs: create, read, list, update (material and
 // non-material, DESIGN §5), status and delete.
 func testConfigs(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("CreateRoundTrip", func(t *testing.T) {
+		shared := open(t, newStore)
 		for _, mode := range []store.AuthMode{store.AuthNone, store.AuthStaticHeaders, store.AuthOAuthDynamic, store.AuthOAuthStatic} {
 			t.Run(string(mode), func(t *testing.T) {
-				x := open(t, newStore)
+				x := shared.sub(t)
 				u := x.user()
 				c := newConfig(store.ScopeUser, u.ID, mode, store.SingleUser)
 				c.PathPassthrough = true
@@ -53,7 +57,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("CreateOrgAndDisabled", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		c, _ := x.config(store.ScopeOrg, o.ID, store.AuthNone, store.MultiUser, func(c *store.Config) { c.Status = store.ConfigDisabled })
@@ -141,7 +145,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("GetDeletedAndUnknown", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		wantErr(t, "DeleteConfig", x.s.DeleteConfig(x.ctx, c.ID, nil), nil)
@@ -176,9 +180,10 @@ func testConfigs(t *testing.T, newStore NewStore) {
 				c.CreatedBy = store.NewID()
 			}},
 		}
+		shared := open(t, newStore)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				x := open(t, newStore)
+				x := shared.sub(t)
 				u := x.user()
 				c, _ := x.personal(u.ID, store.AuthStaticHeaders)
 				in := x.instance(c, u.ID)
@@ -231,9 +236,10 @@ func testConfigs(t *testing.T, newStore NewStore) {
 			{"AuthModeToOAuth", store.AuthNone, func(c *store.Config) { c.AuthMode = store.AuthOAuthDynamic }, store.InstanceNeedsReauth},
 			{"OAuthToNone", store.AuthOAuthDynamic, func(c *store.Config) { c.AuthMode = store.AuthNone; c.Provider = store.ProviderSettings{} }, store.InstanceActive},
 		}
+		shared := open(t, newStore)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				x := open(t, newStore)
+				x := shared.sub(t)
 				u := x.user()
 				c, _ := x.personal(u.ID, tc.from)
 				in := x.instance(c, u.ID)
@@ -271,7 +277,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 				if _, err := x.s.GetGrant(x.ctx, oin.ID); err != nil {
 					t.Fatalf("unrelated grant lost: %v", err)
 				}
-				evs, _, _ := x.s.QueryAudit(x.ctx, store.AuditFilter{Type: "config.update"})
+				evs, _, _ := x.s.QueryAudit(x.ctx, store.AuditFilter{Type: "config.update", ConfigID: c.ID})
 				if len(evs) != 1 {
 					t.Fatalf("audit events = %d, want 1", len(evs))
 				}
@@ -286,7 +292,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("UpdateFuncError", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		boom := errors.New("update refused")
@@ -300,7 +306,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("UpdateInvalidResult", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		cases := []struct {
@@ -318,6 +324,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
+				x := x.sub(t)
 				_, _, err := x.s.UpdateConfig(x.ctx, c.ID, func(c *store.Config) error { tc.fn(c); return nil }, nil)
 				wantErrIn(t, "UpdateConfig", err, tc.wants...)
 				got := x.getConfig(c.ID)
@@ -330,7 +337,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("MultiToSingle", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		a, b := x.user(), x.user()
@@ -360,7 +367,7 @@ func testConfigs(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("SetStatus", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, r := x.personal(u.ID, store.AuthOAuthDynamic)
 		in := x.instance(c, u.ID)
@@ -417,6 +424,9 @@ func configIDs(cs []store.Config) []string {
 
 // testRoutes covers rotation, lookup and the xds views (DESIGN §2, §8).
 func testRoutes(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("Rotate", func(t *testing.T) {
 		x := open(t, newStore)
 		u := x.user()
@@ -476,7 +486,7 @@ func testRoutes(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("RotateDeletedOrUnknown", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		wantErr(t, "DeleteConfig", x.s.DeleteConfig(x.ctx, c.ID, nil), nil)
@@ -489,7 +499,7 @@ func testRoutes(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("Lookup", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		owner := x.user()
 		o := x.org(owner.ID)
@@ -578,8 +588,10 @@ func testRoutes(t *testing.T, newStore NewStore) {
 
 // testAssignments covers Assign/Unassign/ListAssignments (DESIGN §3 rules 2–3).
 func testAssignments(t *testing.T, newStore NewStore) {
+	// Every subtest builds its own org in one shared store.
+	shared := open(t, newStore)
 	setup := func(t *testing.T, sharing store.SharingMode) (*h, store.Org, store.Config, store.User, store.User) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		a, b := x.user(), x.user()

@@ -13,8 +13,11 @@ import (
 // testInstances covers instances (DESIGN §2: at most one non-terminal per
 // tuple; terminal states are never reused).
 func testInstances(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("GetOrCreate", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		id := store.NewID()
@@ -38,7 +41,7 @@ func testInstances(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("NeedsReauthIsReturned", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 		in := x.instance(c, u.ID)
@@ -56,9 +59,10 @@ func testInstances(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("TerminalNeverReused", func(t *testing.T) {
+		shared := open(t, newStore)
 		for _, st := range []store.InstanceState{store.InstanceRevoked, store.InstanceRemoved} {
 			t.Run(string(st), func(t *testing.T) {
-				x := open(t, newStore)
+				x := shared.sub(t)
 				u := x.user()
 				c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 				in := x.instance(c, u.ID)
@@ -144,7 +148,7 @@ func testInstances(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("EndInstanceRejects", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		_, err := x.s.EndInstance(x.ctx, store.NewID(), store.InstanceRemoved, nil)
 		wantErr(t, "EndInstance(unknown)", err, store.ErrNotFound)
 	})
@@ -153,8 +157,10 @@ func testInstances(t *testing.T, newStore NewStore) {
 // testGrants covers provider grants and the monotonic grant version
 // (DESIGN §5, §6 step 7).
 func testGrants(t *testing.T, newStore NewStore) {
+	// Every subtest builds its own instance in one shared store.
+	shared := open(t, newStore)
 	setup := func(t *testing.T) (*h, store.Instance) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 		return x, x.instance(c, u.ID)
@@ -395,7 +401,7 @@ func testGrants(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("Unknown", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		_, err := x.s.PutGrant(x.ctx, newGrant(store.NewID(), "x"), -1, nil)
 		wantErr(t, "PutGrant(unknown instance)", err, store.ErrNotFound)
 		_, err = x.s.GetGrant(x.ctx, store.NewID())

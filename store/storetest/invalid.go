@@ -515,7 +515,7 @@ func invalidCases() []invalidCase {
 			return s.CreateAuthCode(ctx, c)
 		}},
 		{"ConsumeAuthCode/LongHash", func(ctx X, s S, w *iworld) error {
-			_, err := s.ConsumeAuthCode(ctx, append(hash("code-iw"), 0), t0)
+			_, err := s.ConsumeAuthCode(ctx, append(w.hash("code-iw"), 0), t0)
 			return err
 		}},
 		{"CreateRefreshToken/EmptyFamily", func(ctx X, s S, w *iworld) error {
@@ -638,6 +638,7 @@ func testInvalid(t *testing.T, newStore NewStore) {
 	before := x.snapshot(w)
 	for _, tc := range invalidCases() {
 		t.Run(tc.name, func(t *testing.T) {
+			x := x.sub(t)
 			err := tc.call(x.ctx, x.s, w)
 			wantErr(t, tc.name, err, store.ErrInvalid)
 			// The message names the field, never the value.

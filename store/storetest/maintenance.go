@@ -192,6 +192,7 @@ func testCleanup(t *testing.T, newStore NewStore) {
 		}
 	})
 	t.Run("LiveSurvives", func(t *testing.T) {
+		x := x.sub(t)
 		if _, err := x.s.GetAuthRequest(x.ctx, liveReq.ID, now); err != nil {
 			t.Fatalf("live auth request: %v", err)
 		}
@@ -209,14 +210,14 @@ func testCleanup(t *testing.T, newStore NewStore) {
 		wantErr(t, "old session", err, store.ErrNotFound)
 		_, err = x.s.ConsumePendingState(x.ctx, oldP.StateHash, now)
 		wantErr(t, "old pending state", err, store.ErrNotFound)
-		_, err = x.s.ConsumeAuthCode(x.ctx, hash("code-old"), now)
+		_, err = x.s.ConsumeAuthCode(x.ctx, w.hash("code-old"), now)
 		wantErr(t, "old code", err, store.ErrNotFound)
-		_, err = x.s.ConsumeConsentTicket(x.ctx, hash("consent-old"), now)
+		_, err = x.s.ConsumeConsentTicket(x.ctx, w.hash("consent-old"), now)
 		wantErr(t, "old consent ticket", err, store.ErrNotFound)
-		if _, err := x.s.ConsumeAuthCode(x.ctx, hash("code-live"), now); err != nil {
+		if _, err := x.s.ConsumeAuthCode(x.ctx, w.hash("code-live"), now); err != nil {
 			t.Fatalf("live code: %v", err)
 		}
-		if _, err := x.s.ConsumeConsentTicket(x.ctx, hash("consent-live"), now); err != nil {
+		if _, err := x.s.ConsumeConsentTicket(x.ctx, w.hash("consent-live"), now); err != nil {
 			t.Fatalf("live consent ticket: %v", err)
 		}
 		if _, err := x.s.ConsumePendingState(x.ctx, liveP.StateHash, now); err != nil {

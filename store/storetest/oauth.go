@@ -11,8 +11,11 @@ import (
 
 // testOAuthClients covers RFC 7591/7592 client storage.
 func testOAuthClients(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("CreateGetUpdateDelete", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		c := x.client()
 		got, err := x.s.GetClient(x.ctx, c.ID)
 		wantErr(t, "GetClient", err, nil)
@@ -71,7 +74,7 @@ func testOAuthClients(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("PublicClient", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		c := store.OAuthClient{ID: "dcr:" + store.NewID(), RegistrationTokenHash: hash("reg"), RedirectURIs: []string{"http://127.0.0.1/cb"},
 			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: "none",
 			Scope: "mcp:access", CreatedAt: t0, UpdatedAt: t0}
@@ -85,7 +88,7 @@ func testOAuthClients(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("DeleteRevokesRefreshTokens", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		rt := w.refreshToken("r1", store.NewID(), at(time.Hour))
 		wantErr(t, "CreateRefreshToken", x.s.CreateRefreshToken(x.ctx, rt), nil)
@@ -96,7 +99,7 @@ func testOAuthClients(t *testing.T, newStore NewStore) {
 		}
 		_, err = x.s.RotateRefreshToken(x.ctx, rt.Hash, w.refreshToken("r2", rt.FamilyID, at(2*time.Hour)), at(time.Minute))
 		wantErrIn(t, "RotateRefreshToken after client delete", err, store.ErrRevoked, store.ErrNotFound)
-		_, err = x.s.GetRefreshToken(x.ctx, hash("refresh-r2"))
+		_, err = x.s.GetRefreshToken(x.ctx, w.hash("refresh-r2"))
 		wantErr(t, "next token stored on failure", err, store.ErrNotFound)
 	})
 }
@@ -221,8 +224,11 @@ func testAuthCodes(t *testing.T, newStore NewStore) {
 // testRefreshTokens covers rotation and reuse detection (DESIGN §4, RFC
 // 9700 §4.14).
 func testRefreshTokens(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("RotateAndReuse", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		fam := store.NewID()
 		r1 := w.refreshToken("r1", fam, at(24*time.Hour))
@@ -272,7 +278,7 @@ func testRefreshTokens(t *testing.T, newStore NewStore) {
 		wantErr(t, "unrelated family", err, nil)
 	})
 	t.Run("ExpiredRevokedUnknown", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		exp := w.refreshToken("exp", store.NewID(), at(time.Hour))
 		rev := w.refreshToken("rev", store.NewID(), at(time.Hour))
@@ -313,7 +319,7 @@ func testRefreshTokens(t *testing.T, newStore NewStore) {
 func testRateLimits(t *testing.T, newStore NewStore) {
 	x := open(t, newStore)
 	key := "register:198.51.100.7"
-	hit := func(k string, now time.Time) (bool, time.Duration) {
+	hit := func(t *testing.T, k string, now time.Time) (bool, time.Duration) {
 		t.Helper()
 		ok, retry, err := x.s.HitRateLimit(x.ctx, k, time.Minute, 3, now)
 		wantErr(t, "HitRateLimit", err, nil)
@@ -321,36 +327,36 @@ func testRateLimits(t *testing.T, newStore NewStore) {
 	}
 	t.Run("WithinLimit", func(t *testing.T) {
 		for i, d := range []time.Duration{0, 10 * time.Second, 20 * time.Second} {
-			if ok, _ := hit(key, at(d)); !ok {
+			if ok, _ := hit(t, key, at(d)); !ok {
 				t.Fatalf("hit %d denied", i+1)
 			}
 		}
 	})
 	t.Run("OverLimit", func(t *testing.T) {
-		ok, retry := hit(key, at(30*time.Second))
+		ok, retry := hit(t, key, at(30*time.Second))
 		if ok {
 			t.Fatalf("4th hit in the window allowed")
 		}
 		if retry != 30*time.Second {
 			t.Fatalf("retryAfter = %v, want 30s (end of the window)", retry)
 		}
-		ok, retry = hit(key, at(59*time.Second))
+		ok, retry = hit(t, key, at(59*time.Second))
 		if ok || retry != time.Second {
 			t.Fatalf("hit at 59s = %v, retry %v; want denied, 1s", ok, retry)
 		}
 	})
 	t.Run("OtherKeyIndependent", func(t *testing.T) {
-		if ok, _ := hit("register:203.0.113.9", at(30*time.Second)); !ok {
+		if ok, _ := hit(t, "register:203.0.113.9", at(30*time.Second)); !ok {
 			t.Fatalf("other key denied")
 		}
 	})
 	t.Run("Rollover", func(t *testing.T) {
 		for i := range 3 {
-			if ok, _ := hit(key, at(time.Minute+time.Duration(i)*time.Second)); !ok {
+			if ok, _ := hit(t, key, at(time.Minute+time.Duration(i)*time.Second)); !ok {
 				t.Fatalf("hit %d in the next window denied", i+1)
 			}
 		}
-		if ok, _ := hit(key, at(time.Minute+5*time.Second)); ok {
+		if ok, _ := hit(t, key, at(time.Minute+5*time.Second)); ok {
 			t.Fatalf("4th hit in the next window allowed")
 		}
 	})

@@ -56,8 +56,11 @@ func exactlyOne(t *testing.T, what string, errs []error) int {
 
 // testRaces proves atomicity under concurrency (run with -race).
 func testRaces(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("ConsumeAuthCode", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		c := w.authCode("race", at(10*time.Minute))
 		wantErr(t, "CreateAuthCode", x.s.CreateAuthCode(x.ctx, c), nil)
@@ -69,7 +72,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("RotateRefreshToken", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		fam := store.NewID()
 		r := w.refreshToken("race", fam, at(24*time.Hour))
@@ -98,7 +101,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("ConsumeConsentTicket", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		w := x.oauthWorld()
 		r := w.authRequest(at(30 * time.Minute))
 		wantErr(t, "CreateAuthRequest", x.s.CreateAuthRequest(x.ctx, r), nil)
@@ -112,7 +115,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("ConsumePendingState", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 		in := x.instance(c, u.ID)
@@ -125,7 +128,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("GetOrCreateInstance", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthNone)
 		ids := make([]string, racers)
@@ -157,7 +160,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("AssignSingleUser", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		const n = 10
@@ -246,7 +249,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("LockGrant", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 		in := x.instance(c, u.ID)
@@ -301,7 +304,7 @@ func testRaces(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("PutGrantExpectVersion", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
 		in := x.instance(c, u.ID)

@@ -433,9 +433,11 @@ func testResolveRuntime(t *testing.T, newStore NewStore) {
 			t.Errorf("the table has no case for reason %q", r)
 		}
 	}
+	// Every case builds its own world (fresh ids) in one shared store.
+	shared := open(t, newStore)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			x := open(t, newStore)
+			x := shared.sub(t)
 			w := x.runtimeWorld()
 			q := tc.setup(w)
 			rs, err := x.s.ResolveRuntime(x.ctx, q)

@@ -89,10 +89,11 @@ func ptime(t time.Time) *time.Time { return &t }
 // h bundles a store with the subtest using it and the helpers that build a
 // world in it.
 type h struct {
-	t   *testing.T
-	s   store.Store
-	ctx context.Context
-	seq atomic.Int64
+	t    *testing.T
+	s    store.Store
+	ctx  context.Context
+	seq  atomic.Int64
+	salt string // makes hashes unique per subtest in a shared store
 }
 
 func open(t *testing.T, newStore NewStore) *h {
@@ -102,7 +103,15 @@ func open(t *testing.T, newStore NewStore) *h {
 		t.Fatal("newStore returned nil")
 	}
 	t.Cleanup(s.Close)
-	return &h{t: t, s: s, ctx: context.Background()}
+	return &h{t: t, s: s, ctx: context.Background(), salt: store.NewID()}
+}
+
+// sub returns a helper bound to a subtest that shares x's store. Table
+// cases whose worlds are disjoint (fresh random ids) share one store this
+// way: a throwaway Postgres database costs about a second to create and
+// drop, a world a few milliseconds.
+func (x *h) sub(t *testing.T) *h {
+	return &h{t: t, s: x.s, ctx: x.ctx, salt: store.NewID()}
 }
 
 // hash returns a 32-byte SHA-256 of a unique label, as the store expects for
@@ -111,6 +120,9 @@ func hash(label string) []byte {
 	sum := sha256.Sum256([]byte("storetest:" + label))
 	return sum[:]
 }
+
+// hash returns the hash of a label unique to this helper's subtest.
+func (x *h) hash(label string) []byte { return hash(x.salt + "/" + label) }
 
 // uniq returns a label unique within the subtest.
 func (x *h) uniq(prefix string) string {
@@ -298,6 +310,7 @@ func (x *h) client() store.OAuthClient {
 // oworld is what first-level OAuth artifacts refer to: a client, a user, a
 // personal config and its instance.
 type oworld struct {
+	salt   string
 	client store.OAuthClient
 	user   store.User
 	cfg    store.Config
@@ -308,6 +321,7 @@ type oworld struct {
 func (x *h) oauthWorld() oworld {
 	x.t.Helper()
 	var w oworld
+	w.salt = x.salt
 	w.client = x.client()
 	w.user = x.user()
 	w.cfg, w.route = x.personal(w.user.ID, store.AuthNone)
@@ -315,13 +329,16 @@ func (x *h) oauthWorld() oworld {
 	return w
 }
 
+// hash returns the hash of a label unique to this world.
+func (w oworld) hash(label string) []byte { return hash(w.salt + "/" + label) }
+
 func (w oworld) resource() string {
 	return domain.RouteRef{Scope: w.cfg.OwnerScope, OwnerID: w.cfg.OwnerID, ConfigID: w.cfg.ID, Key: w.route.Key}.URL("https://gw.example.test")
 }
 
 func (w oworld) authCode(label string, expires time.Time) store.AuthCode {
 	return store.AuthCode{
-		Hash:             hash("code-" + label),
+		Hash:             w.hash("code-" + label),
 		FamilyID:         store.NewID(),
 		ClientID:         w.client.ID,
 		RedirectURI:      w.client.RedirectURIs[0],
@@ -343,7 +360,7 @@ func (w oworld) authCode(label string, expires time.Time) store.AuthCode {
 
 func (w oworld) refreshToken(label, family string, expires time.Time) store.RefreshToken {
 	return store.RefreshToken{
-		Hash:             hash("refresh-" + label),
+		Hash:             w.hash("refresh-" + label),
 		FamilyID:         family,
 		ClientID:         w.client.ID,
 		UserID:           w.user.ID,
@@ -377,7 +394,7 @@ func (w oworld) authRequest(expires time.Time) store.AuthRequest {
 
 func (w oworld) consentTicket(label, authRequestID string, expires time.Time) store.ConsentTicket {
 	return store.ConsentTicket{
-		Hash:             hash("consent-" + label),
+		Hash:             w.hash("consent-" + label),
 		AuthRequestID:    authRequestID,
 		UserID:           w.user.ID,
 		ClientID:         w.client.ID,
@@ -408,6 +425,7 @@ func pendingState(label string, userID string, c store.Config, instanceID string
 func (x *h) pending(label string, userID string, c store.Config, instanceID string) store.PendingProviderState {
 	x.t.Helper()
 	p := pendingState(label, userID, c, instanceID, at(30*time.Minute))
+	p.StateHash = x.hash("pending-" + label)
 	if err := x.s.CreatePendingState(x.ctx, p); err != nil {
 		x.t.Fatalf("CreatePendingState: %v", err)
 	}

@@ -11,8 +11,11 @@ import (
 
 // testUsers covers UserStore's user methods (DESIGN §7).
 func testUsers(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("CreateGet", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user(func(u *store.User) { u.SystemAdmin = true })
 		for _, get := range []struct {
 			name string
@@ -32,7 +35,7 @@ func testUsers(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("NotFound", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		x.user()
 		_, err := x.s.GetUser(x.ctx, store.NewID())
 		wantErr(t, "GetUser", err, store.ErrNotFound)
@@ -93,7 +96,7 @@ func testUsers(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("SetStatus", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		for _, st := range []store.UserStatus{store.UserBlocked, store.UserProvisional, store.UserActive} {
 			got, err := x.s.SetUserStatus(x.ctx, u.ID, st, nil)
@@ -120,7 +123,7 @@ func testUsers(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("SystemAdmin", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		for _, v := range []bool{true, false, true} {
 			got, err := x.s.SetSystemAdmin(x.ctx, u.ID, v, nil)
@@ -135,7 +138,7 @@ func testUsers(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("SoftDeleteAnonymizes", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		ev := &store.AuditEvent{Type: "user.delete", Outcome: "success", UserID: u.ID}
 		wantErr(t, "SoftDeleteUser", x.s.SoftDeleteUser(x.ctx, u.ID, ev), nil)
@@ -164,7 +167,7 @@ func testUsers(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("AuditInSameOperation", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		when := at(time.Minute)
 		_, err := x.s.SetUserStatus(x.ctx, u.ID, store.UserBlocked, &store.AuditEvent{Time: when, Type: "user.block", Outcome: "success", UserID: u.ID})
@@ -189,43 +192,46 @@ func userIDs(us []store.User) []string {
 
 // testAPITokens covers API tokens (hash only; DESIGN §7, §9).
 func testAPITokens(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	mk := func(x *h, userID, label string, created time.Time, exp *time.Time) store.APIToken {
-		t.Helper()
-		tok := store.APIToken{ID: store.NewID(), UserID: userID, Name: label, Hash: hash("api-" + label), CreatedAt: created, ExpiresAt: exp}
+		x.t.Helper()
+		tok := store.APIToken{ID: store.NewID(), UserID: userID, Name: label, Hash: x.hash("api-" + label), CreatedAt: created, ExpiresAt: exp}
 		got, err := x.s.CreateAPIToken(x.ctx, tok)
-		wantErr(t, "CreateAPIToken", err, nil)
+		wantErr(x.t, "CreateAPIToken", err, nil)
 		return got
 	}
 	t.Run("Lifecycle", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		a := mk(x, u.ID, "a", t0, ptime(at(time.Hour)))
-		got, err := x.s.GetAPITokenByHash(x.ctx, hash("api-a"), at(time.Minute))
+		got, err := x.s.GetAPITokenByHash(x.ctx, x.hash("api-a"), at(time.Minute))
 		wantErr(t, "GetAPITokenByHash", err, nil)
-		if got.ID != a.ID || got.UserID != u.ID || got.Name != "a" || !sameBytes(got.Hash, hash("api-a")) || !samePTime(got.ExpiresAt, a.ExpiresAt) {
+		if got.ID != a.ID || got.UserID != u.ID || got.Name != "a" || !sameBytes(got.Hash, x.hash("api-a")) || !samePTime(got.ExpiresAt, a.ExpiresAt) {
 			t.Fatalf("token = %+v", got)
 		}
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("api-a"), at(2*time.Hour))
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("api-a"), at(2*time.Hour))
 		wantErr(t, "GetAPITokenByHash(expired)", err, store.ErrExpired)
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("api-unknown"), t0)
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("api-unknown"), t0)
 		wantErr(t, "GetAPITokenByHash(unknown)", err, store.ErrNotFound)
 
 		// No expiry.
 		mk(x, u.ID, "forever", at(time.Second), nil)
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("api-forever"), at(24*365*time.Hour))
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("api-forever"), at(24*365*time.Hour))
 		wantErr(t, "GetAPITokenByHash(no expiry)", err, nil)
 
 		// Revoke: someone else's token is not found; own token is revoked.
 		other := x.user()
 		wantErr(t, "RevokeAPIToken(other user)", x.s.RevokeAPIToken(x.ctx, other.ID, a.ID, t0), store.ErrNotFound)
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("api-a"), at(time.Minute))
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("api-a"), at(time.Minute))
 		wantErr(t, "token still valid after foreign revoke", err, nil)
 		wantErr(t, "RevokeAPIToken", x.s.RevokeAPIToken(x.ctx, u.ID, a.ID, at(time.Minute)), nil)
-		_, err = x.s.GetAPITokenByHash(x.ctx, hash("api-a"), at(2*time.Minute))
+		_, err = x.s.GetAPITokenByHash(x.ctx, x.hash("api-a"), at(2*time.Minute))
 		wantErr(t, "GetAPITokenByHash(revoked)", err, store.ErrRevoked)
 	})
 	t.Run("ListNewestFirst", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		other := x.user()
 		a := mk(x, u.ID, "old", t0, nil)
@@ -247,12 +253,12 @@ func testAPITokens(t *testing.T, newStore NewStore) {
 		}
 	})
 	t.Run("Conflicts", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		a := mk(x, u.ID, "a", t0, nil)
-		_, err := x.s.CreateAPIToken(x.ctx, store.APIToken{ID: a.ID, UserID: u.ID, Name: "dup-id", Hash: hash("api-other"), CreatedAt: t0})
+		_, err := x.s.CreateAPIToken(x.ctx, store.APIToken{ID: a.ID, UserID: u.ID, Name: "dup-id", Hash: x.hash("api-other"), CreatedAt: t0})
 		wantErr(t, "duplicate id", err, store.ErrConflict)
-		_, err = x.s.CreateAPIToken(x.ctx, store.APIToken{ID: store.NewID(), UserID: u.ID, Name: "dup-hash", Hash: hash("api-a"), CreatedAt: t0})
+		_, err = x.s.CreateAPIToken(x.ctx, store.APIToken{ID: store.NewID(), UserID: u.ID, Name: "dup-hash", Hash: x.hash("api-a"), CreatedAt: t0})
 		wantErr(t, "duplicate hash", err, store.ErrConflict)
 		list, _ := x.s.ListAPITokens(x.ctx, u.ID)
 		if len(list) != 1 {
@@ -260,11 +266,11 @@ func testAPITokens(t *testing.T, newStore NewStore) {
 		}
 	})
 	t.Run("DeletedOwner", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		mk(x, u.ID, "a", t0, nil)
 		wantErr(t, "SoftDeleteUser", x.s.SoftDeleteUser(x.ctx, u.ID, nil), nil)
-		_, err := x.s.GetAPITokenByHash(x.ctx, hash("api-a"), t0)
+		_, err := x.s.GetAPITokenByHash(x.ctx, x.hash("api-a"), t0)
 		wantErr(t, "GetAPITokenByHash(deleted owner)", err, store.ErrNotFound)
 	})
 }
@@ -300,6 +306,9 @@ func testSessions(t *testing.T, newStore NewStore) {
 
 // testOrgs covers OrgStore (DESIGN §7): orgs, members and the owner rule.
 func testOrgs(t *testing.T, newStore NewStore) {
+	// Subtests with disjoint worlds share one store; those that list
+	// everything get their own.
+	shared := open(t, newStore)
 	t.Run("CreateMakesOwner", func(t *testing.T) {
 		x := open(t, newStore)
 		owner := x.user()
@@ -338,7 +347,7 @@ func testOrgs(t *testing.T, newStore NewStore) {
 		}
 	})
 	t.Run("AddMember", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		u := x.user()
@@ -364,7 +373,7 @@ func testOrgs(t *testing.T, newStore NewStore) {
 		wantErr(t, "GetMember(not a member)", err, store.ErrNotFound)
 	})
 	t.Run("Lists", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o1, o2 := x.org(owner.ID), x.org(owner.ID)
 		a, b := x.user(), x.user()
@@ -398,7 +407,7 @@ func testOrgs(t *testing.T, newStore NewStore) {
 		}
 	})
 	t.Run("LastOwner", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		_, err := x.s.SetMemberRole(x.ctx, o.ID, owner.ID, store.RoleAdmin, nil)
