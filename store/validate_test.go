@@ -216,6 +216,8 @@ func TestValidate(t *testing.T) {
 		{"audit ok", audit(func(*AuditEvent) {}), ""},
 		{"audit no type", audit(func(e *AuditEvent) { e.Type = "" }), "audit.type"},
 		{"audit bad actor", audit(func(e *AuditEvent) { e.ActorUserID = "admin" }), "audit.actor_user_id"},
+		{"audit odd client id kept", audit(func(e *AuditEvent) { e.ClientID = "not a client id" }), ""},
+		{"audit client id control", audit(func(e *AuditEvent) { e.ClientID = "dcr:x\nforged" }), "audit.client_id"},
 		{"audit bad scope", audit(func(e *AuditEvent) { e.OwnerScope = "x" }), "audit.owner_scope"},
 		{"audit huge metadata", audit(func(e *AuditEvent) { e.Metadata = map[string]string{"k": strings.Repeat("v", 16<<10)} }), "audit.metadata"},
 		{"audit empty metadata key", audit(func(e *AuditEvent) { e.Metadata = map[string]string{"": "v"} }), "audit.metadata"},
