@@ -24,6 +24,7 @@ type Binding struct {
 	Key    string // YAML path, e.g. "listen.http"
 	Usage  string
 	Secret bool // environment and file only, never a flag; masked in output
+	isBool bool // flag may be given without a value (--x means --x=true)
 	env    string
 	flag   string // "" = derived from Key; "-" = no flag
 	set    func(string) error
@@ -79,6 +80,17 @@ func durVar(key, usage string, p *Duration) Binding {
 		}
 		return p.String()
 	}}
+}
+
+func boolVar(key, usage string, p *bool) Binding {
+	return Binding{Key: key, Usage: usage, isBool: true, set: func(s string) error {
+		v, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("invalid boolean %q (want true or false)", s)
+		}
+		*p = v
+		return nil
+	}, get: func() string { return strconv.FormatBool(*p) }}
 }
 
 func intVar(key, usage string, p *int) Binding {
@@ -203,6 +215,11 @@ type rawFlag struct {
 }
 
 func (f *rawFlag) String() string { return f.def }
+
+// boolRawFlag lets a boolean flag be given bare (--x).
+type boolRawFlag struct{ rawFlag }
+
+func (f *boolRawFlag) IsBoolFlag() bool { return true }
 func (f *rawFlag) Set(s string) error {
 	*f.seen = append(*f.seen, [2]string{f.name, s})
 	return nil
@@ -224,7 +241,12 @@ func Load(fs *flag.FlagSet, args []string, environ []string) (*Config, error) {
 			continue
 		}
 		byFlag[name] = b
-		fs.Var(&rawFlag{name: name, seen: &seen, def: b.Default()}, name, b.Usage+" (env "+b.Env()+")")
+		rf := rawFlag{name: name, seen: &seen, def: b.Default()}
+		if b.isBool {
+			fs.Var(&boolRawFlag{rf}, name, b.Usage+" (env "+b.Env()+")")
+		} else {
+			fs.Var(&rf, name, b.Usage+" (env "+b.Env()+")")
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err

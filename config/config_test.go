@@ -345,3 +345,23 @@ func TestBindingsMatchYAML(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestBoolVar covers the helper component files use for boolean values,
+// including a bare --flag.
+func TestBoolVar(t *testing.T) {
+	var v bool
+	b := boolVar("oauth.x", "x", &v)
+	if err := b.set("true"); err != nil || !v || b.Default() != "true" {
+		t.Fatal("set true")
+	}
+	if err := b.set("maybe"); err == nil {
+		t.Fatal("bad boolean accepted")
+	}
+	var seen [][2]string
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(&boolRawFlag{rawFlag{name: "x", seen: &seen}}, "x", "")
+	if err := fs.Parse([]string{"--x"}); err != nil || len(seen) != 1 || seen[0][1] != "true" {
+		t.Fatalf("bare bool flag: %v %v", err, seen)
+	}
+}
