@@ -2,6 +2,7 @@ package envoystandin
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -167,4 +168,40 @@ func TestHeaderValueOption(t *testing.T) {
 	if m := (headerList{{"a", "1"}, {"a", "2"}, {"b", "3"}}).merged(); m["a"] != "1,2" || m["b"] != "3" {
 		t.Errorf("merged = %v", m)
 	}
+}
+
+// FuzzCanonicalPath: normalization never panics, keeps an absolute path,
+// leaves no dot segment (plain or percent-encoded) and is idempotent, so a
+// path extauthz sees is the path that is routed and forwarded.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "/%2e%2E/x", "/a\\..\\b", "/..;x/y", "/%2e%2e;x/y", "/a b/%41", "//a//b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := canonicalPath(in)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(out, "/") {
+			t.Fatalf("canonicalPath(%q) = %q: not absolute", in, out)
+		}
+		for _, seg := range strings.Split(out, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("canonicalPath(%q) = %q: dot segment left", in, out)
+			}
+		}
+		// Envoy strips ";params" from literal dot segments before decoding,
+		// so "%2e%2e;x" survives one pass as "..;x" (as in Envoy); only
+		// inputs without ';' must be idempotent.
+		if strings.Contains(in, ";") {
+			return
+		}
+		again, err := canonicalPath(out)
+		if err != nil || again != out {
+			t.Fatalf("not idempotent: %q → %q → %q (%v)", in, out, again, err)
+		}
+		if m := mergeSlashes(out); strings.Contains(m, "//") {
+			t.Fatalf("mergeSlashes(%q) = %q", out, m)
+		}
+	})
 }
