@@ -323,8 +323,8 @@ func TestComposeAgreesWithBootstraps(t *testing.T) {
 			}
 		}
 		if ls := b.GetStaticResources().GetListeners(); len(ls) == 1 {
-			if p := strconv.Itoa(int(ls[0].GetAddress().GetSocketAddress().GetPortValue())); p != env["MCPGW_XDS_LISTENER_PORT"] {
-				t.Errorf("%s: operator listener port %s differs from MCPGW_XDS_LISTENER_PORT %s", f, p, env["MCPGW_XDS_LISTENER_PORT"])
+			if p := strconv.Itoa(int(ls[0].GetAddress().GetSocketAddress().GetPortValue())); p != portOf(t, env["MCPGW_XDS_LISTENER_ADDR"]) {
+				t.Errorf("%s: operator listener port %s differs from MCPGW_XDS_LISTENER_ADDR %s", f, p, env["MCPGW_XDS_LISTENER_ADDR"])
 			}
 		}
 	}
@@ -336,11 +336,14 @@ func TestComposeAgreesWithBootstraps(t *testing.T) {
 	// The published port maps onto the generated listener's port.
 	published := false
 	for _, p := range ev.Ports {
-		if strings.HasSuffix(p, ":"+env["MCPGW_XDS_LISTENER_PORT"]) {
+		if strings.HasSuffix(p, ":"+portOf(t, env["MCPGW_XDS_LISTENER_ADDR"])) {
 			published = true
 		}
 	}
 	if !published {
-		t.Errorf("envoy publishes %v, none maps to the xds listener port %s", ev.Ports, env["MCPGW_XDS_LISTENER_PORT"])
+		t.Errorf("envoy publishes %v, none maps to the xds listener %s", ev.Ports, env["MCPGW_XDS_LISTENER_ADDR"])
+	}
+	if env["MCPGW_TRUSTED_CLIENT_IP"] != "envoy" {
+		t.Error("compose runs Envoy as the edge: trusted_client_ip must be envoy")
 	}
 }
