@@ -130,7 +130,7 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			return jsonOutcome(e.tokenReq(t, c, f))
 		}
 	}
-	cimd := func(docClientID func(url string) string, allow bool) func(t *testing.T, e *env, mark func()) (int, string) {
+	cimd := func(docClientID func(url string) string, allow bool, wantReason string) func(t *testing.T, e *env, mark func()) (int, string) {
 		return func(t *testing.T, e *env, mark func()) (int, string) {
 			doc := httptest.NewUnstartedServer(nil)
 			doc.StartTLS()
@@ -158,6 +158,9 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			rec := httptest.NewRecorder()
 			mark()
 			srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth/authorize?"+q.Encode(), nil))
+			if !strings.Contains(e.logs.String(), `"reason":"`+wantReason+`"`) {
+				t.Errorf("the rejection was not for %s", wantReason)
+			}
 			return pageOutcome(t, rec.Result())
 		}
 	}
@@ -233,8 +236,8 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 		{"authorize redirect with other port", 400, ErrInvalidRedirectURI, page(func(e *env, c regClient, q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:7778/callback") })},
 		{"authorize missing redirect", 400, ErrInvalidRequest, page(func(e *env, c regClient, q url.Values) { q.Del("redirect_uri") })},
 		{"authorize repeated parameter", 400, ErrInvalidRequest, page(func(e *env, c regClient, q url.Values) { q.Add("scope", "profile") })},
-		{"CIMD client_id differs from its URL", 400, ErrInvalidClient, cimd(func(u string) string { return u + "x" }, true)},
-		{"CIMD URL resolving to a private address", 400, ErrInvalidClient, cimd(func(u string) string { return u }, false)},
+		{"CIMD client_id differs from its URL", 400, ErrInvalidClient, cimd(func(u string) string { return u + "x" }, true, "cimd_client_id_mismatch")},
+		{"CIMD URL resolving to a private address", 400, ErrInvalidClient, cimd(func(u string) string { return u }, false, "cimd_address_not_public")},
 
 		// --- authorize after the redirect URI is trusted: redirect ---
 		{"authorize unknown scope", 302, ErrInvalidScope, authz(func(e *env, q url.Values) { q.Set("scope", "mcp:access admin") })},
