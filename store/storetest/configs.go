@@ -348,8 +348,11 @@ func testConfigs(t *testing.T, newStore NewStore) {
 		x.assign(c.ID, b.ID)
 		ia := x.instance(c, a.ID)
 		toSingle := func(c *store.Config) error { c.SharingMode = store.SingleUser; return nil }
-		_, _, err := x.s.UpdateConfig(x.ctx, c.ID, toSingle, nil)
+		_, _, err := x.s.UpdateConfig(x.ctx, c.ID, toSingle, &store.AuditEvent{Type: "config.update", Outcome: "success", ConfigID: c.ID})
 		wantErr(t, "multi→single with 2 assignees", err, store.ErrConflict)
+		if evs, _, _ := x.s.QueryAudit(x.ctx, store.AuditFilter{ConfigID: c.ID}); len(evs) != 0 {
+			t.Fatalf("refused update wrote %d audit events", len(evs))
+		}
 		got := x.getConfig(c.ID)
 		if got.SharingMode != store.MultiUser || got.Version != 1 {
 			t.Fatalf("config changed by refused update: %s v%d", got.SharingMode, got.Version)

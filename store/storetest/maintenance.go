@@ -87,6 +87,28 @@ func testWatch(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	// Cascades that remove assignments change them too.
+	t.Run("CascadedAssignmentChanges", func(t *testing.T) {
+		x := open(t, newStore)
+		owner := x.user()
+		o := x.org(owner.ID)
+		a, b := x.user(), x.user()
+		x.member(o.ID, a.ID, store.RoleMember)
+		x.member(o.ID, b.ID, store.RoleMember)
+		c1, _ := x.config(store.ScopeOrg, o.ID, store.AuthNone, store.MultiUser)
+		c2, _ := x.config(store.ScopeOrg, o.ID, store.AuthNone, store.SingleUser)
+		x.assign(c1.ID, a.ID)
+		x.assign(c2.ID, b.ID)
+		ctx, cancel := context.WithCancel(x.ctx)
+		defer cancel()
+		ch, err := x.s.Watch(ctx)
+		wantErr(t, "Watch", err, nil)
+		wantErr(t, "RemoveMember", x.s.RemoveMember(x.ctx, o.ID, a.ID, nil), nil)
+		waitChange(t, ch, c1.ID, "RemoveMember")
+		wantErr(t, "SoftDeleteUser", x.s.SoftDeleteUser(x.ctx, b.ID, nil), nil)
+		waitChange(t, ch, c2.ID, "SoftDeleteUser")
+	})
+
 	t.Run("TwoWatchers", func(t *testing.T) {
 		x := open(t, newStore)
 		u := x.user()
@@ -282,4 +304,24 @@ func testTryLeader(t *testing.T, newStore NewStore) {
 	t.Run("Ping", func(t *testing.T) {
 		wantErr(t, "Ping", x.s.Ping(x.ctx), nil)
 	})
+}
+
+// testClosed covers fail-closed behaviour: a closed store answers every call
+// with ErrUnavailable (never a stale allow).
+func testClosed(t *testing.T, newStore NewStore) {
+	x := open(t, newStore)
+	w := x.runtimeWorld()
+	q := w.q(w.pNone)
+	if rs, err := x.s.ResolveRuntime(x.ctx, q); err != nil || !rs.OK() {
+		t.Fatalf("ResolveRuntime before Close = %+v, %v", rs, err)
+	}
+	x.s.Close()
+	wantErr(t, "Ping", x.s.Ping(x.ctx), store.ErrUnavailable)
+	// (A zero RuntimeState has Reason "" = ok: callers must check err first.)
+	_, err := x.s.ResolveRuntime(x.ctx, q)
+	wantErr(t, "ResolveRuntime", err, store.ErrUnavailable)
+	_, err = x.s.GetUser(x.ctx, w.alice.ID)
+	wantErr(t, "GetUser", err, store.ErrUnavailable)
+	_, _, err = x.s.GetOrCreateInstance(x.ctx, store.ScopeUser, w.alice.ID, w.alice.ID, w.pNone.ID, store.NewID())
+	wantErr(t, "GetOrCreateInstance", err, store.ErrUnavailable)
 }

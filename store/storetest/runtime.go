@@ -454,6 +454,9 @@ func testResolveRuntime(t *testing.T, newStore NewStore) {
 			if !rs.OK() {
 				t.Fatalf("OK() = false for an allow")
 			}
+			if rs.Checked.IsZero() {
+				t.Fatalf("Checked (the time the facts were read) is zero")
+			}
 			want := x.getConfig(tc.cfg(w).ID)
 			rc := rs.Config
 			if rc.ID != want.ID || rc.AuthMode != want.AuthMode || rc.Version != want.Version || rc.PathPassthrough != want.PathPassthrough ||

@@ -26,9 +26,10 @@ import (
 	"mcpgw/store"
 )
 
-// NewStore returns a fresh, empty store for one subtest. Run closes the store
-// when the subtest ends, before any cleanup newStore registered runs (so a
-// throwaway database can be dropped after its pool is closed).
+// NewStore returns a fresh, empty store. Run closes each store it obtains
+// when the subtest that obtained it ends, before any cleanup newStore
+// registered runs (so a throwaway database can be dropped after its pool is
+// closed); Close must therefore tolerate being called more than once.
 type NewStore func(t *testing.T) store.Store
 
 // area is one top-level group of conformance subtests.
@@ -66,6 +67,7 @@ var areas = []area{
 	{"TryLeader", testTryLeader},
 	{"Races", testRaces},
 	{"PlantedSecrets", testPlantedSecrets},
+	{"Closed", testClosed},
 }
 
 // Run runs the conformance suite. Every leaf subtest (and every table case

@@ -410,9 +410,16 @@ func testOrgs(t *testing.T, newStore NewStore) {
 		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
-		_, err := x.s.SetMemberRole(x.ctx, o.ID, owner.ID, store.RoleAdmin, nil)
+		// A refused change writes no audit event (same transaction).
+		ev := func() *store.AuditEvent {
+			return &store.AuditEvent{Type: "member.refused", Outcome: "success", OwnerScope: store.ScopeOrg, OwnerID: o.ID}
+		}
+		_, err := x.s.SetMemberRole(x.ctx, o.ID, owner.ID, store.RoleAdmin, ev())
 		wantErr(t, "demote last owner", err, store.ErrConflict)
-		wantErr(t, "remove last owner", x.s.RemoveMember(x.ctx, o.ID, owner.ID, nil), store.ErrConflict)
+		wantErr(t, "remove last owner", x.s.RemoveMember(x.ctx, o.ID, owner.ID, ev()), store.ErrConflict)
+		if evs, _, _ := x.s.QueryAudit(x.ctx, store.AuditFilter{Type: "member.refused"}); len(evs) != 0 {
+			t.Fatalf("refused changes wrote %d audit events", len(evs))
+		}
 		if m, _ := x.s.GetMember(x.ctx, o.ID, owner.ID); m.Role != store.RoleOwner {
 			t.Fatalf("last owner changed to %s", m.Role)
 		}
