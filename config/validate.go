@@ -246,10 +246,7 @@ func (c *Config) Validate() error {
 
 func (c *Config) normalize() {
 	c.LogLevel = strings.ToLower(strings.TrimSpace(c.LogLevel))
-	if len(c.Components) == 0 && !c.Dev {
-		c.Components = slices.Clone(AllComponents)
-	}
-	if c.Dev {
+	if len(c.Components) == 0 {
 		c.Components = slices.Clone(AllComponents)
 	}
 	var comps []string

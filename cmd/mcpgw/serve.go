@@ -136,6 +136,8 @@ func serve(ctx context.Context, a *app, cfg *config.Config) error {
 	for _, name := range cfg.Components {
 		if components[name] != nil {
 			run = append(run, name)
+		} else {
+			log.Warn("component not built into this binary yet; not started", "component", name)
 		}
 	}
 	listeners := map[string]net.Listener{}
@@ -161,6 +163,23 @@ func serve(ctx context.Context, a *app, cfg *config.Config) error {
 		}
 	}
 
+	// Listen addresses with port 0 become the bound ones, so components
+	// that point at each other (xds routes Envoy to listen.http) and the
+	// readiness line see real addresses.
+	for name, ln := range listeners {
+		bound := ln.Addr().String()
+		switch name {
+		case config.ComponentOAuth:
+			cfg.Listen.HTTP = bound
+		case config.ComponentAuthz:
+			cfg.Listen.Authz = bound
+		case config.ComponentXDS:
+			cfg.Listen.XDS = bound
+		}
+	}
+	if metricsLn != nil {
+		cfg.Listen.Metrics = metricsLn.Addr().String()
+	}
 	// In dev the public URL defaults to the HTTP listener's address; with
 	// port 0 it is only known now.
 	if ln := listeners[config.ComponentOAuth]; ln != nil && cfg.Dev && strings.HasSuffix(cfg.PublicBaseURL, ":0") {
