@@ -496,3 +496,52 @@ func TestOrgConfig(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentRedemption: of N concurrent redemptions of one code, or
+// N concurrent refreshes of one refresh token, exactly one succeeds
+// (atomic consume, DESIGN §4).
+func TestConcurrentRedemption(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		e := newEnv(t, newStore(t))
+		b := e.browser()
+		e.login(t, b, "alice@example.com", alicePassword)
+		c := e.mustRegister(t, authNone, nil)
+		v := e.verifier()
+		code := e.codeFor(t, b, authParams(c.ID, e.routeURL(e.aliceRoute), v))
+		race := func(form url.Values) (ok int, tokens []map[string]any) {
+			const n = 8
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					st, body := e.tokenReq(t, c, form)
+					mu.Lock()
+					defer mu.Unlock()
+					if st == 200 {
+						ok++
+						tokens = append(tokens, body)
+					} else if st != 400 || body["error"] != ErrInvalidGrant {
+						t.Errorf("loser answered %d %v", st, body)
+					}
+				}()
+			}
+			wg.Wait()
+			return ok, tokens
+		}
+		if ok, _ := race(exchangeForm(code, v, e.routeURL(e.aliceRoute))); ok != 1 {
+			t.Fatalf("%d concurrent code redemptions succeeded, want 1", ok)
+		}
+		// A fresh family for the refresh race.
+		v = e.verifier()
+		code = e.codeFor(t, b, authParams(c.ID, e.routeURL(e.aliceRoute), v))
+		st, tok := e.tokenReq(t, c, exchangeForm(code, v, e.routeURL(e.aliceRoute)))
+		if st != 200 {
+			t.Fatal(st)
+		}
+		if ok, _ := race(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}); ok != 1 {
+			t.Fatalf("%d concurrent refreshes succeeded, want 1", ok)
+		}
+	})
+}
