@@ -1,0 +1,218 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"mcpgw/store"
+)
+
+// currentRoutes decodes the served route configuration.
+func currentRoutes(t *testing.T, s *Server) *routev3.RouteConfiguration {
+	t.Helper()
+	r, ok := s.Current().GetResources(resourcev3.RouteType)[DefaultRouteConfigName]
+	if !ok {
+		t.Fatal("no route configuration")
+	}
+	rc, err := decodeRouteConfig(r.(*routev3.RouteConfiguration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// TestEncodedRouteConfigMatchesTyped: the pre-encoded route configuration
+// decodes to exactly the typed build.
+func TestEncodedRouteConfigMatchesTyped(t *testing.T) {
+	rcs, _, opts := goldenFixture()
+	o, _ := opts.withDefaults()
+	b := &builder{opts: o}
+	var typed []*routev3.Route
+	var enc [][]byte
+	for _, rc := range rcs {
+		up, err := parseUpstream(rc.Config.RemoteURL)
+		if err != nil {
+			continue
+		}
+		r := b.configRoute(rc, up)
+		typed = append(typed, r)
+		enc = append(enc, mustMarshal(r))
+	}
+	got, err := decodeRouteConfig(b.newRouteEncoder().encode(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(b.buildRouteConfig(typed), got, protocmp.Transform()); d != "" {
+		t.Fatalf("encoded route config differs (-typed +encoded):\n%s", d)
+	}
+	if err := got.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChangeFeed: disable → route and cluster gone; a resync picks up
+// changes that were never notified; assignments do not rebuild.
+func TestChangeFeed(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://a.example/mcp", keyA, false)
+	b := routable(cfgPass, store.ScopeOrg, orgB, "https://b.example/mcp", keyB, true)
+	env := startEnv(t, func(e *testEnv, _ *Options) {
+		e.res.set("a.example", time.Minute, "1.1.1.1")
+		e.res.set("b.example", time.Minute, "1.0.0.1")
+	}, a, b)
+	env.waitReady(t)
+
+	// Disable b: GetRoutable says not found.
+	env.store.mu.Lock()
+	delete(env.store.configs, b.Config.ID)
+	env.store.mu.Unlock()
+	env.store.feed <- store.Change{Kind: store.ChangeConfig, ConfigID: b.Config.ID}
+	waitFor(t, "config b removed", func() bool {
+		_, ok := env.srv.Current().GetResources(resourcev3.ClusterType)[clusterName(b.Config.ID)]
+		return !ok && !hasPath(currentRoutes(t, env.srv), routePath(b))
+	})
+
+	// A change nobody announced, then a resync.
+	v := env.srv.Current().GetVersion(resourcev3.RouteType)
+	env.store.mu.Lock()
+	env.store.configs[b.Config.ID] = b
+	env.store.mu.Unlock()
+	env.store.feed <- store.Change{Kind: store.ChangeAssignment, ConfigID: a.Config.ID}
+	env.store.feed <- store.Change{Kind: store.ChangeResync}
+	waitFor(t, "resync restores b", func() bool { return hasPath(currentRoutes(t, env.srv), routePath(b)) })
+	if env.srv.Current().GetVersion(resourcev3.RouteType) == v {
+		t.Error("route version unchanged after the resync added a route")
+	}
+}
+
+// TestBuildFailureKeepsSnapshot: when the database fails, the previous
+// snapshot stays in force and a later build succeeds.
+func TestBuildFailureKeepsSnapshot(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://a.example/mcp", keyA, false)
+	env := startEnv(t, func(e *testEnv, _ *Options) { e.res.set("a.example", time.Minute, "1.1.1.1") }, a)
+	env.waitReady(t)
+	before := env.srv.Current()
+	env.store.mu.Lock()
+	env.store.listErr = fmt.Errorf("list: %w", store.ErrUnavailable)
+	env.store.mu.Unlock()
+	env.store.feed <- store.Change{Kind: store.ChangeResync}
+	waitFor(t, "failed build counted", func() bool {
+		return metricValue(t, env, "mcpgw_xds_snapshot_builds_total", "result", "error") >= 1
+	})
+	if env.srv.Current() != before {
+		t.Fatal("snapshot replaced although the build failed")
+	}
+	env.store.mu.Lock()
+	env.store.listErr = nil
+	env.store.mu.Unlock()
+	env.store.feed <- store.Change{Kind: store.ChangeResync}
+	waitFor(t, "successful rebuild", func() bool {
+		return metricValue(t, env, "mcpgw_xds_snapshot_builds_total", "result", "ok") >= 2
+	})
+}
+
+// metricValue sums a metric's samples with label name=value.
+func metricValue(t *testing.T, env *testEnv, metric, name, value string) float64 {
+	t.Helper()
+	mfs, err := env.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != metric {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == name && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// TestWatchReconnect: when the change feed closes (listen connection lost),
+// Run subscribes again and rebuilds.
+func TestWatchReconnect(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://a.example/mcp", keyA, false)
+	fs := &closingStore{fakeStore: newFakeStore(a), closeNow: make(chan struct{})}
+	res := newFakeResolver()
+	res.set("a.example", time.Minute, "1.1.1.1")
+	s, err := New(Options{Store: fs, Resolver: res, OAuthServerAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-s.Ready()
+	close(fs.closeNow) // drop the first subscription
+	waitFor(t, "second subscription", func() bool { return fs.watches() >= 2 })
+}
+
+// closingStore's first Watch channel closes on demand.
+type closingStore struct {
+	*fakeStore
+	closeNow chan struct{}
+	n        int
+}
+
+func (c *closingStore) watches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *closingStore) Watch(ctx context.Context) (<-chan store.Change, error) {
+	c.mu.Lock()
+	c.n++
+	first := c.n == 1
+	c.mu.Unlock()
+	if !first {
+		return c.fakeStore.Watch(ctx)
+	}
+	out := make(chan store.Change)
+	go func() {
+		defer close(out)
+		select {
+		case <-c.closeNow:
+		case <-ctx.Done():
+		}
+	}()
+	return out, nil
+}
+
+// TestPlantedSecretNeverLogged: a remote URL carrying credentials is not
+// routed, and the credentials appear in no log line and no audit event.
+func TestPlantedSecretNeverLogged(t *testing.T) {
+	const secret = "PLANTED-s3cr3t-9f8e7d"
+	rc := routable(cfgExact, store.ScopeUser, userA, "https://admin:"+secret+"@h.example/mcp?token="+secret, keyA, false)
+	env := startEnv(t, nil, rc)
+	env.waitReady(t)
+	waitFor(t, "audit event", func() bool { return len(env.store.auditEvents()) == 1 })
+	if hasPath(currentRoutes(t, env.srv), routePath(rc)) {
+		t.Error("config with credentials in its URL was routed")
+	}
+	if ev := env.store.auditEvents()[0]; ev.Reason != problemBadURL || strings.Contains(fmt.Sprintf("%+v", ev), secret) {
+		t.Errorf("audit event %+v", ev)
+	}
+	if strings.Contains(env.logs.String(), secret) {
+		t.Error("secret in logs")
+	}
+	for _, r := range env.srv.Current().GetResources(resourcev3.ClusterType) {
+		if strings.Contains(fmt.Sprint(r), secret) {
+			t.Error("secret in a cluster")
+		}
+	}
+}
