@@ -185,6 +185,7 @@ func (c *Config) bindings() []Binding {
 		durVar("tokens.provider_state", "pending provider authorization lifetime (≤ 30m)", &c.Tokens.ProviderState),
 		durVar("tokens.session", "browser session lifetime", &c.Tokens.Session),
 		durVar("audit_retention", "audit rows older than this are deleted", &c.AuditRetention),
+		durVar("cleanup_interval", "how often expired OAuth artifacts, rate-limit windows and old audit rows are deleted", &c.CleanupInterval),
 	}
 	bs = append(bs, c.OAuth.bindings()...)
 	bs = append(bs, c.Authz.bindings()...)

@@ -85,6 +85,10 @@ type Config struct {
 	Tokens Tokens `json:"tokens"`
 	// AuditRetention: audit rows older than this are deleted (DESIGN §9).
 	AuditRetention Duration `json:"audit_retention,omitempty"`
+	// CleanupInterval is how often the cleanup job runs (DESIGN §9: expired
+	// OAuth artifacts, stale rate-limit windows, old audit rows). One
+	// replica runs each pass (store.TryLeader).
+	CleanupInterval Duration `json:"cleanup_interval,omitempty"`
 
 	OAuth OAuth `json:"oauth"`
 	Authz Authz `json:"authz"`
@@ -182,7 +186,8 @@ func Default() *Config {
 			ProviderState: Duration(30 * time.Minute),
 			Session:       Duration(12 * time.Hour),
 		},
-		AuditRetention: Duration(60 * 24 * time.Hour),
+		AuditRetention:  Duration(60 * 24 * time.Hour),
+		CleanupInterval: Duration(10 * time.Minute),
 	}
 	c.OAuth.defaults()
 	c.Authz.defaults()

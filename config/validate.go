@@ -224,6 +224,7 @@ func (c *Config) Validate() error {
 	v.between("tokens.provider_state", c.Tokens.ProviderState, time.Minute, 30*time.Minute)
 	v.between("tokens.session", c.Tokens.Session, 5*time.Minute, 30*24*time.Hour)
 	v.between("audit_retention", c.AuditRetention, 24*time.Hour, 10*365*24*time.Hour)
+	v.between("cleanup_interval", c.CleanupInterval, time.Minute, 24*time.Hour)
 
 	c.OAuth.validate(c, v)
 	c.Authz.validate(c, v)

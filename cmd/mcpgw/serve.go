@@ -196,6 +196,10 @@ func serve(ctx context.Context, a *app, cfg *config.Config) error {
 	if metricsLn != nil {
 		g.Go(func() error { return serveHTTP(gctx, metricsLn, metricsHandler(reg, st), cfg.ShutdownTimeout.D()) })
 	}
+	if len(run) > 0 {
+		job := newCleanupJob(st, cfg.AuditRetention.D(), log.With("component", "cleanup"), reg, time.Now)
+		g.Go(func() error { return job.run(gctx, cfg.CleanupInterval.D()) })
+	}
 	for _, name := range run {
 		d := Deps{Config: cfg, Store: st, Logger: log.With("component", name), Registry: reg, Listener: listeners[name]}
 		fn := components[name]
