@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"mcpgw/domain"
 	"mcpgw/store"
 )
 
@@ -329,4 +330,137 @@ func testRaces(t *testing.T, newStore NewStore) {
 			t.Fatalf("version %d, want %d", g.Version, base.Version+1)
 		}
 	})
+
+	t.Run("RotateRoute", func(t *testing.T) {
+		x := shared.sub(t)
+		u := x.user()
+		c, first := x.personal(u.ID, store.AuthNone)
+		const n = 20
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = domain.NewRouteKey()
+		}
+		errs := race(n, func(i int) error {
+			_, err := x.s.RotateRoute(x.ctx, c.ID, store.NewID(), keys[i], nil)
+			return err
+		})
+		for i, err := range errs {
+			wantErr(t, fmt.Sprintf("RotateRoute %d", i), err, nil)
+		}
+		active, err := x.s.GetActiveRoute(x.ctx, c.ID)
+		wantErr(t, "GetActiveRoute", err, nil)
+		if !slices.Contains(keys, active.Key) {
+			t.Fatalf("active key is none of the rotated ones")
+		}
+		// Exactly one key of all ever used resolves.
+		for _, k := range append(keys, first.Key) {
+			_, _, err := x.s.LookupRoute(x.ctx, c.OwnerScope, c.OwnerID, c.ID, k)
+			if k == active.Key {
+				wantErr(t, "LookupRoute(active)", err, nil)
+			} else {
+				wantErr(t, "LookupRoute(retired)", err, store.ErrNotFound)
+			}
+		}
+	})
+
+	t.Run("HitRateLimit", func(t *testing.T) {
+		x := shared.sub(t)
+		key := "race:" + x.salt
+		var allowed atomic.Int32
+		errs := race(racers, func(int) error {
+			ok, _, err := x.s.HitRateLimit(x.ctx, key, time.Minute, 10, at(5*time.Second))
+			if ok {
+				allowed.Add(1)
+			}
+			return err
+		})
+		for i, err := range errs {
+			wantErr(t, fmt.Sprintf("HitRateLimit %d", i), err, nil)
+		}
+		if n := allowed.Load(); n != 10 {
+			t.Fatalf("%d of %d concurrent hits allowed, want exactly the limit 10", n, racers)
+		}
+	})
+
+	t.Run("UpdateConfigNoLostUpdate", func(t *testing.T) {
+		x := shared.sub(t)
+		u := x.user()
+		c, _ := x.personal(u.ID, store.AuthNone)
+		const n = 20
+		errs := race(n, func(i int) error {
+			_, material, err := x.s.UpdateConfig(x.ctx, c.ID, func(c *store.Config) error {
+				c.RemoteURL = fmt.Sprintf("https://mcp.example.com/v%d", i)
+				c.AuxHeaders = map[string]string{"x-writer": fmt.Sprint(i)}
+				return nil
+			}, nil)
+			if err == nil && !material {
+				return errors.New("material change not reported")
+			}
+			return err
+		})
+		for i, err := range errs {
+			wantErr(t, fmt.Sprintf("UpdateConfig %d", i), err, nil)
+		}
+		got := x.getConfig(c.ID)
+		if got.Version != 1+n {
+			t.Fatalf("version %d after %d material updates, want %d (an update was lost)", got.Version, n, 1+n)
+		}
+		// The last writer's update is whole (read-modify-write is atomic).
+		if got.RemoteURL != "https://mcp.example.com/v"+got.AuxHeaders["x-writer"] {
+			t.Fatalf("torn update: url %q, writer %q", got.RemoteURL, got.AuxHeaders["x-writer"])
+		}
+	})
+
+	t.Run("MarkNeedsReauthNeverClobbers", func(t *testing.T) {
+		x := shared.sub(t)
+		u := x.user()
+		c, _ := x.personal(u.ID, store.AuthOAuthDynamic)
+		in := x.instance(c, u.ID)
+		for round := range 10 {
+			old := x.grant(in.ID, fmt.Sprintf("old-%d", round))
+			fresh := newGrant(in.ID, fmt.Sprintf("fresh-%d", round))
+			errs := race(2, func(i int) error {
+				if i == 0 {
+					_, err := x.s.MarkNeedsReauth(x.ctx, in.ID, old.Version, nil)
+					return err
+				}
+				_, err := x.s.PutGrant(x.ctx, fresh, -1, nil)
+				return err
+			})
+			for i, err := range errs {
+				wantErr(t, fmt.Sprintf("round %d op %d", round, i), err, nil)
+			}
+			// Whichever ran first, the fresh grant survives and the
+			// instance is usable.
+			got, err := x.s.GetGrant(x.ctx, in.ID)
+			wantErr(t, "GetGrant", err, nil)
+			if !sameBytes(got.AccessToken, fresh.AccessToken) {
+				t.Fatalf("round %d: the fresh grant was clobbered", round)
+			}
+			x.wantState(in.ID, store.InstanceActive)
+		}
+	})
+
+	t.Run("CreateUserSameEmail", func(t *testing.T) {
+		x := shared.sub(t)
+		email := "race-" + x.salt[:8] + "@example.test"
+		errs := race(racers, func(int) error {
+			id := store.NewID()
+			_, err := x.s.CreateUser(x.ctx, store.User{ID: id, Email: email, DisplayName: "Racer", Status: store.UserActive, CreatedAt: t0})
+			return err
+		})
+		wins := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, store.ErrConflict):
+				t.Fatalf("CreateUser %d: %v, want nil or ErrConflict", i, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d users created with one email, want 1", wins)
+		}
+	})
+
 }
