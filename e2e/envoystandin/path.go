@@ -55,11 +55,11 @@ func isUnreserved(c byte) bool {
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// mustEscape lists the bytes a canonical path carries percent-encoded. They
-// are the characters the URL canonicalizer Envoy uses escapes in a path:
-// space, controls, DEL, non-ASCII, and " < > ` { } |.
+// mustEscape lists the bytes a canonical path carries percent-encoded: the
+// characters Envoy's URL path canonicalizer (its Chromium url_canon_path
+// table) escapes — controls, space, DEL, non-ASCII, and " # < > ? ^ ` { | }.
 func mustEscape(c byte) bool {
-	return c <= 0x20 || c >= 0x7f || strings.IndexByte("\"<>`{}|", c) >= 0
+	return c <= 0x20 || c >= 0x7f || strings.IndexByte("\"#<>?^`{|}", c) >= 0
 }
 
 // canonicalPath is Envoy's normalize_path transformation.
@@ -72,11 +72,14 @@ func mustEscape(c byte) bool {
 // percent-encoded normalization and path segment normalization. Fails on
 // characters disallowed in URLs (e.g. NULLs)."
 //
-// Concretely, as Envoy's canonicalizer does: percent-encodings of unreserved
-// characters are decoded (RFC 3986 §6.2.2.2) so %2E is a dot, other
-// percent-encodings get upper-case hex (§6.2.2.1), backslashes become
-// slashes, characters that may not appear in a path are percent-encoded,
-// NUL fails, and "." / ".." segments are removed (§5.2.4).
+// Concretely, as Envoy's canonicalizer (a snapshot of Chromium's
+// url_canon_path) does: percent-encodings of unreserved characters are
+// decoded (RFC 3986 §6.2.2.2), so %2E is a dot; other valid encodings are
+// copied exactly, hex case included; backslashes become slashes; characters
+// that may not appear in a path are percent-encoded; NUL, raw or encoded,
+// fails; "." and ".." segments are removed (§5.2.4); and an invalid "%"
+// whose following characters become a valid escape once decoded ("%%32%65")
+// is itself escaped as "%25", so the result never decodes further.
 func canonicalPath(path string) (string, error) {
 	if path == "" || path[0] != '/' {
 		return "", errBadPath
@@ -96,8 +99,9 @@ func canonicalPath(path string) (string, error) {
 		}
 		path = strings.Join(segs, "/")
 	}
-	var b strings.Builder
-	b.Grow(len(path))
+	const hexd = "0123456789ABCDEF"
+	out := make([]byte, 0, len(path)+8)
+	lastInvalid := -10 // output index of the last '%' that began no valid escape
 	for i := 0; i < len(path); i++ {
 		c := path[i]
 		switch {
@@ -105,28 +109,50 @@ func canonicalPath(path string) (string, error) {
 			return "", errBadPath
 		case c == '%' && i+2 < len(path) && isHex(path[i+1]) && isHex(path[i+2]):
 			d := unhex(path[i+1])<<4 | unhex(path[i+2])
-			if d == 0 {
+			switch {
+			case d == 0:
 				return "", errBadPath
-			}
-			if isUnreserved(d) {
-				b.WriteByte(d)
-			} else {
-				b.WriteByte('%')
-				b.WriteString(strings.ToUpper(path[i+1 : i+3]))
+			case isUnreserved(d):
+				out = append(out, d)
+				if lastInvalid >= len(out)-3 {
+					out = fixNestedEscape(out, lastInvalid, path, i+3)
+				}
+			default:
+				out = append(out, path[i:i+3]...)
 			}
 			i += 2
+		case c == '%':
+			lastInvalid = len(out)
+			out = append(out, '%')
 		case c == '\\':
-			b.WriteByte('/')
+			out = append(out, '/')
 		case mustEscape(c):
-			const hexd = "0123456789ABCDEF"
-			b.WriteByte('%')
-			b.WriteByte(hexd[c>>4])
-			b.WriteByte(hexd[c&15])
+			out = append(out, '%', hexd[c>>4], hexd[c&15])
 		default:
-			b.WriteByte(c)
+			out = append(out, c)
 		}
 	}
-	return removeDotSegments(b.String()), nil
+	return removeDotSegments(string(out)), nil
+}
+
+// fixNestedEscape is Chromium's CheckForNestedEscapes: out ends with a
+// just-decoded character within two characters of an invalid '%' at
+// out[pct]; if that '%' now starts a valid escape, it becomes "%25".
+func fixNestedEscape(out []byte, pct int, in string, next int) []byte {
+	last := out[len(out)-1]
+	if pct == len(out)-2 {
+		// "%c": the escape would be completed by the next input byte.
+		if next < len(in) && in[next] < 0x80 && isHex(last) && isHex(in[next]) {
+			return append(out[:pct+1], '2', '5', last)
+		}
+		return out
+	}
+	// "%Xc"
+	if isHex(out[pct+1]) && isHex(last) {
+		x := out[pct+1]
+		return append(out[:pct+1], '2', '5', x, last)
+	}
+	return out
 }
 
 // removeDotSegments is RFC 3986 §5.2.4 for an absolute path: "." segments

@@ -534,7 +534,7 @@ func TestStandIn(t *testing.T) {
 			{"//mcp-connect//user/u1/c1/key1///t", 200, "/base/mcp/t"},         // merge_slashes
 			{"/mcp-connect/user/u1/c1/key1/..%2f..%2fadmin", 400, ""},          // escaped slash rejected
 			{"/mcp-connect/user/u1/c1/key1/a%5cb", 400, ""},                    // escaped backslash rejected
-			{"/mcp-connect/user/u1/c1/key1/%41%7e%3f", 200, "/base/mcp/A~%3F"}, // unreserved decoded, reserved kept upper-case
+			{"/mcp-connect/user/u1/c1/key1/%41%7e%3f", 200, "/base/mcp/A~%3f"}, // unreserved decoded, reserved kept upper-case
 			{"/exact", 200, "/re/ex"},                                          // regex_rewrite
 			{"/exact?q=1", 200, "/re/ex?q=1"},                                  // query kept, not matched
 			{"/exact/", 404, ""},
