@@ -67,6 +67,7 @@ var areas = []area{
 	{"TryLeader", testTryLeader},
 	{"Races", testRaces},
 	{"PlantedSecrets", testPlantedSecrets},
+	{"Isolation", testIsolation},
 	{"Closed", testClosed},
 }
 
