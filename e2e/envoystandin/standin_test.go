@@ -206,7 +206,7 @@ func (e *env) resources(mut func(*routev3.RouteConfiguration)) map[resourcev3.Ty
 			cla(t, "duplex", e.duplex.Listener.Addr().String()),
 		},
 		resourcev3.ListenerType: {hcmListener(t, "mcpgw-routes",
-			extAuthzFilter(t, "extauthz", 500*time.Millisecond, typev3.StatusCode_ServiceUnavailable),
+			extAuthzFilter(t, "extauthz", time.Second, typev3.StatusCode_ServiceUnavailable),
 			routerFilter(t, true))},
 		resourcev3.RouteType: {rc},
 	}
@@ -448,7 +448,7 @@ func TestStandIn(t *testing.T) {
 
 	t.Run("ext_authz timeout gives status_on_error", func(t *testing.T) {
 		e.authz.setDecide(func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-			<-ctx.Done() // never answers within the 500ms filter timeout
+			<-ctx.Done() // never answers within the 1s filter timeout
 			return nil, ctx.Err()
 		})
 		defer e.authz.setDecide(nil)
@@ -637,7 +637,7 @@ func TestStandIn(t *testing.T) {
 		l := withHCM(t, func(h *hcmv3.HttpConnectionManager) {
 			h.ServerName = "mcpgw"
 			h.HttpFilters = []*hcmv3.HttpFilter{
-				extAuthzFilter(t, "extauthz", 500*time.Millisecond, typev3.StatusCode_ServiceUnavailable),
+				extAuthzFilter(t, "extauthz", time.Second, typev3.StatusCode_ServiceUnavailable),
 				routerFilter(t, false)}
 			h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: "mcpgw-routes"}}
 		})
