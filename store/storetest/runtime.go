@@ -352,6 +352,24 @@ func runtimeCases() []runtimeCase {
 			return w.q(c)
 		}},
 		// ---- order: the first failing rule wins ----
+		{name: "OrderNotFoundBeforeDeleted", want: store.ReasonRouteNotFound, setup: func(w *rworld) store.RuntimeQuery {
+			q := w.q(w.pStatic)
+			q.OwnerID = w.bob.ID
+			must(w, "DeleteConfig", x(w).s.DeleteConfig(x(w).ctx, w.pStatic.ID, nil))
+			return q
+		}},
+		{name: "OrderUserBeforeNotOwner", want: store.ReasonUserBlocked, setup: func(w *rworld) store.RuntimeQuery {
+			_, err := x(w).s.SetUserStatus(x(w).ctx, w.bob.ID, store.UserBlocked, nil)
+			must(w, "block", err)
+			q := w.q(w.pNone)
+			q.UserID = w.bob.ID
+			return q
+		}},
+		{name: "OrderNotActiveBeforeGrant", want: store.ReasonInstanceNotActive, setup: func(w *rworld) store.RuntimeQuery {
+			_, err := x(w).s.EndInstance(x(w).ctx, w.inst[w.pOAuth.ID].ID, store.InstanceRevoked, nil)
+			must(w, "EndInstance", err)
+			return w.q(w.pOAuth)
+		}},
 		{name: "OrderDeletedBeforeKey", want: store.ReasonConfigDeleted, setup: func(w *rworld) store.RuntimeQuery {
 			q := w.q(w.pNone)
 			q.RouteKey = domain.NewRouteKey()
