@@ -495,3 +495,26 @@ func runCheckCase(t *testing.T, tc checkCase) {
 	}
 	_ = http.StatusOK
 }
+
+// TestStaticCacheKeepsAADBinding: a static-header ciphertext that opened for
+// config A and is then copied into config B's row (database tampering) must
+// not be served from the cache for B.
+func TestStaticCacheKeepsAADBinding(t *testing.T) {
+	fs := &fakeStore{}
+	e := newEnv(t, fs, nil)
+	a, b := newRoute(store.ScopeUser), newRoute(store.ScopeUser)
+	ct := sealStatic(t, e.kr, a.ref.ConfigID, `{"authorization":"Bearer for-a"}`)
+	for _, tc := range []struct {
+		r    route
+		want int
+	}{{a, 200}, {b, 503}} {
+		st := okState(tc.r, store.AuthStaticHeaders)
+		st.Config.StaticHeaders, st.Config.StaticHeaderNames = ct, []string{"authorization"}
+		fs.mu.Lock()
+		fs.state = st
+		fs.mu.Unlock()
+		if got := checkStatus(t, e, tc.r, mint(t, e.key, tc.r.claims(e.clock.Now()))); got != tc.want {
+			t.Fatalf("config %s: status %d, want %d", tc.r.ref.ConfigID, got, tc.want)
+		}
+	}
+}

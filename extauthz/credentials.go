@@ -63,29 +63,41 @@ func storedGrantToken(kr *secrets.KeyRing, st store.RuntimeState, now time.Time,
 
 var errUndecryptable = errors.New("extauthz: stored credential cannot be decrypted or is malformed")
 
-// staticCache keeps decrypted, parsed and validated static headers by
-// ciphertext, so a busy config costs one map lookup instead of an AES-GCM
-// open and a JSON parse per request. A rotation writes a new ciphertext and
-// so misses naturally. Bounded: cleared when full.
+// staticCache keeps decrypted, parsed and validated static headers per
+// config, so a busy config costs one map lookup instead of an AES-GCM open
+// and a JSON parse per request. An entry is used only when the config's
+// ciphertext is byte-for-byte the one it was opened from: a rotation writes
+// a new ciphertext and misses, and because the key is the config id the
+// associated-data binding still holds (a ciphertext copied into another
+// config's row is opened, and fails, under that config's AAD). Bounded:
+// cleared when full.
 type staticCache struct {
 	mu  sync.RWMutex
-	m   map[string][]headers.Header
+	m   map[string]staticEntry // by config id
 	max int
 }
 
-func (c *staticCache) get(ct []byte) ([]headers.Header, bool) {
-	c.mu.RLock()
-	h, ok := c.m[string(ct)]
-	c.mu.RUnlock()
-	return h, ok
+type staticEntry struct {
+	ct string
+	h  []headers.Header
 }
 
-func (c *staticCache) put(ct []byte, h []headers.Header) {
+func (c *staticCache) get(configID string, ct []byte) ([]headers.Header, bool) {
+	c.mu.RLock()
+	e, ok := c.m[configID]
+	c.mu.RUnlock()
+	if !ok || e.ct != string(ct) {
+		return nil, false
+	}
+	return e.h, true
+}
+
+func (c *staticCache) put(configID string, ct []byte, h []headers.Header) {
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= c.max {
-		c.m = make(map[string][]headers.Header)
+		c.m = make(map[string]staticEntry)
 	}
-	c.m[string(ct)] = h
+	c.m[configID] = staticEntry{ct: string(ct), h: h}
 	c.mu.Unlock()
 }
 
@@ -96,7 +108,7 @@ func (s *Server) staticHeaders(cfg store.RuntimeConfig) ([]headers.Header, error
 	if len(cfg.StaticHeaders) == 0 {
 		return nil, nil
 	}
-	if h, ok := s.static.get(cfg.StaticHeaders); ok {
+	if h, ok := s.static.get(cfg.ID, cfg.StaticHeaders); ok {
 		return h, nil
 	}
 	pt, err := s.opts.KeyRing.Open(cfg.StaticHeaders, secrets.AAD("configs", "static_headers", cfg.ID))
@@ -117,7 +129,7 @@ func (s *Server) staticHeaders(cfg store.RuntimeConfig) ([]headers.Header, error
 		out = append(out, headers.Header{Name: k, Value: v})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	s.static.put(cfg.StaticHeaders, out)
+	s.static.put(cfg.ID, cfg.StaticHeaders, out)
 	return out, nil
 }
 

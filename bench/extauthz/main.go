@@ -422,6 +422,7 @@ func serve(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "directory written by prepare")
 	addr := fs.String("addr", "127.0.0.1:9292", "gRPC listen address")
 	cache := fs.Int("token-cache", 0, "verified-token cache size (0: default, -1: off)")
+	workers := fs.Uint("stream-workers", 0, "grpc.NumStreamWorkers (0: grpc default, a goroutine per RPC)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and /metrics on this address")
 	_ = fs.Parse(args)
 	key, kr, err := loadOrCreateKeys(*dir)
@@ -451,8 +452,12 @@ func serve(ctx context.Context, args []string) error {
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(1<<20),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
+	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(1 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})}
+	if *workers > 0 {
+		gopts = append(gopts, grpc.NumStreamWorkers(uint32(*workers)))
+	}
+	g := grpc.NewServer(gopts...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
