@@ -106,6 +106,18 @@ func runKeygen(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stdout, "MCPGW_PREVIOUS_SIGNING_KEY_FILES=%s\n", strings.Join(prev, ","))
 	}
 	fmt.Fprintf(a.stdout, "MCPGW_ENCRYPTION_KEYS=%s\n", ring)
+	// The same as YAML, commented so the output stays a valid env file.
+	fmt.Fprintln(a.stdout, "# or in the YAML configuration file (readable only by mcpgw):")
+	fmt.Fprintln(a.stdout, "# keys:")
+	fmt.Fprintf(a.stdout, "#   signing_key_file: %q\n", signPath)
+	if len(prev) > 0 {
+		q := make([]string, len(prev))
+		for i, p := range prev {
+			q[i] = fmt.Sprintf("%q", p)
+		}
+		fmt.Fprintf(a.stdout, "#   previous_signing_key_files: [%s]\n", strings.Join(q, ", "))
+	}
+	fmt.Fprintf(a.stdout, "#   encryption_keys: %q\n", ring)
 	return nil
 }
 

@@ -91,6 +91,21 @@ func TestKeygen(t *testing.T) {
 		}
 	}
 	c := loadValidate(t, prodEnv(t, out))
+
+	// The commented YAML form loads to the same keys.
+	var yml []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "# ") && !strings.HasPrefix(l, "# or") {
+			yml = append(yml, strings.TrimPrefix(l, "# "))
+		}
+	}
+	yf := filepath.Join(t.TempDir(), "keys.yaml")
+	os.WriteFile(yf, []byte(strings.Join(yml, "\n")+"\n"), 0o600)
+	cy := loadValidate(t, append(prodEnv(t, ""), "MCPGW_CONFIG="+yf))
+	if cy.SigningKeys().Current.ID != c.SigningKeys().Current.ID || cy.KeyRing().PrimaryID() != c.KeyRing().PrimaryID() {
+		t.Fatalf("YAML lines load different keys:\n%s", strings.Join(yml, "\n"))
+	}
+
 	pem, _ := os.ReadFile(signPath)
 	if !strings.Contains(string(pem), "Key-Id: "+c.SigningKeys().Current.ID) {
 		t.Fatal("PEM Key-Id does not match the loaded key")
