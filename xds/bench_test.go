@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,17 @@ func openStore(b testing.TB, dsn string) *postgres.Store {
 	return s
 }
 
+// cpuTime is the process's user+system CPU time: on a shared 2-core
+// machine wall-clock latencies depend on the neighbours' load, CPU per
+// operation much less.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkFullSnapshot10k measures a full snapshot build from Postgres
 // with 10,000 configs: ListRoutable, building every listener, route,
 // cluster and endpoint set from scratch (resolution answered from memory),
@@ -109,6 +121,7 @@ func BenchmarkFullSnapshot10k(b *testing.B) {
 	s.addGroup("bench")
 	ctx := context.Background()
 	var heap uint64
+	var cpu time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -120,12 +133,14 @@ func BenchmarkFullSnapshot10k(b *testing.B) {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
+		c0 := cpuTime()
 		b.StartTimer()
 		state := newState(&builder{opts: s.opts})
 		if err := s.rebuild(ctx, state, nil, true); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		cpu += cpuTime() - c0
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
@@ -137,6 +152,7 @@ func BenchmarkFullSnapshot10k(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(heap)/(1<<20), "retained-MiB")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/build")
 }
 
 // BenchmarkResync10kNoChange measures the periodic safety-net resync when
@@ -248,6 +264,7 @@ func BenchmarkRotationLatency10k(b *testing.B) {
 	}
 
 	var sendLat, recvLat []time.Duration
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		id := ids[(n*7919)%len(ids)]
@@ -287,6 +304,7 @@ func BenchmarkRotationLatency10k(b *testing.B) {
 		mu.Unlock()
 	}
 	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/rotation")
 	// The last rotation is what is being served.
 	last := ids[((b.N-1)*7919)%len(ids)]
 	rc, err := st.GetRoutable(ctx, last)

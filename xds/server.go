@@ -31,6 +31,7 @@ type Server struct {
 	metrics *metrics
 	res     *resolver
 	cache   cache.SnapshotCache
+	shared  *sharedMarshalCache // what the gRPC server reads from
 	xds     xdsserver.Server
 
 	// hostChanged carries hosts whose resolution changed from the resolve
@@ -92,6 +93,7 @@ func New(opts Options) (*Server, error) {
 		sent:        map[int64]map[string]sentResponse{},
 	}
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger{s.log})
+	s.shared = newSharedMarshalCache(s.cache)
 	return s, nil
 }
 
@@ -100,7 +102,7 @@ func New(opts Options) (*Server, error) {
 // snapshot wait for it.
 func (s *Server) Register(g *grpc.Server) {
 	if s.xds == nil {
-		s.xds = xdsserver.NewServer(context.Background(), s.cache, s.callbacks())
+		s.xds = xdsserver.NewServer(context.Background(), s.shared, s.callbacks())
 	}
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
@@ -245,7 +247,7 @@ func (s *Server) Current() *cache.Snapshot {
 // cancellation.
 func (s *Server) Run(ctx context.Context) error {
 	if s.xds == nil {
-		s.xds = xdsserver.NewServer(ctx, s.cache, s.callbacks())
+		s.xds = xdsserver.NewServer(ctx, s.shared, s.callbacks())
 	}
 	defer s.audits.Wait()
 	go s.resolveLoop(ctx)

@@ -1,0 +1,134 @@
+package xds
+
+import (
+	"sync"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// sharedMarshalCache wraps the snapshot cache so that a large resource
+// pushed to many Envoys is serialized once, not once per stream.
+//
+// go-control-plane builds a fresh response per watch and marshals its
+// resources when the stream sends it. For the route configuration (several
+// MB at 10k configs) and the cluster list that means every push costs
+// streams × size in copies and garbage. Here the responses of the chosen
+// types are wrapped; their resources' wire bytes are memoized by (type,
+// version, name) — within one version a name always denotes the same
+// resource — and each stream gets its own DiscoveryResponse (the server
+// writes the nonce into it) pointing at the shared bytes.
+type sharedMarshalCache struct {
+	cache.SnapshotCache
+
+	mu    sync.Mutex
+	memo  map[memoKey][]byte
+	order []memoKey // insertion order, for bounded eviction
+	// marshals counts actual serializations (tests).
+	marshals int
+}
+
+type memoKey struct{ typeURL, version, name string }
+
+// memoLimit bounds the memo: a few recent versions of each shared type.
+const memoLimit = 64
+
+// sharedTypes are the types whose responses are shared.
+var sharedTypes = map[string]bool{resourcev3.RouteType: true, resourcev3.ClusterType: true}
+
+func newSharedMarshalCache(c cache.SnapshotCache) *sharedMarshalCache {
+	return &sharedMarshalCache{SnapshotCache: c, memo: map[memoKey][]byte{}}
+}
+
+// CreateWatch interposes on watches of the shared types: the inner cache
+// answers on a private channel and a forwarder hands the wrapped response
+// to the stream.
+func (c *sharedMarshalCache) CreateWatch(req *cache.Request, sub cache.Subscription, value chan cache.Response) (func(), error) {
+	if !sharedTypes[req.GetTypeUrl()] {
+		return c.SnapshotCache.CreateWatch(req, sub, value)
+	}
+	inner := make(chan cache.Response, 1)
+	stop := make(chan struct{})
+	cancel, err := c.SnapshotCache.CreateWatch(req, sub, inner)
+	if err != nil {
+		return cancel, err
+	}
+	go func() {
+		select {
+		case r := <-inner:
+			select {
+			case <-stop: // cancelled meanwhile: drop, like a cancelled watch
+				return
+			default:
+			}
+			select {
+			case value <- &sharedResponse{Response: r, c: c}:
+			case <-stop:
+			}
+		case <-stop:
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(stop) })
+		if cancel != nil {
+			cancel()
+		}
+	}, nil
+}
+
+// bytesFor returns the memoized wire form of a resource.
+func (c *sharedMarshalCache) bytesFor(k memoKey, r types.Resource) ([]byte, error) {
+	c.mu.Lock()
+	b, ok := c.memo[k]
+	c.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := cache.MarshalResource(r)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.memo[k]; !ok {
+		c.memo[k] = b
+		c.order = append(c.order, k)
+		c.marshals++
+		for len(c.order) > memoLimit {
+			delete(c.memo, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	return b, nil
+}
+
+// sharedResponse is a response whose resources come from the memo.
+type sharedResponse struct {
+	cache.Response
+	c *sharedMarshalCache
+}
+
+func (r *sharedResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	raw, ok := r.Response.(*cache.RawResponse)
+	if !ok || raw.Heartbeat {
+		return r.Response.GetDiscoveryResponse()
+	}
+	typeURL := raw.GetRequest().GetTypeUrl()
+	res := raw.GetRawResources()
+	out := &discoveryv3.DiscoveryResponse{VersionInfo: raw.Version, TypeUrl: typeURL, Resources: make([]*anypb.Any, 0, len(res))}
+	for _, rt := range res {
+		if rt.TTL != nil {
+			return r.Response.GetDiscoveryResponse() // TTL wrapping: not shared
+		}
+		b, err := r.c.bytesFor(memoKey{typeURL, raw.Version, cache.GetResourceName(rt.Resource)}, rt.Resource)
+		if err != nil {
+			return nil, err
+		}
+		out.Resources = append(out.Resources, &anypb.Any{TypeUrl: typeURL, Value: b})
+	}
+	return out, nil
+}
