@@ -71,7 +71,6 @@ type hcmConfig struct {
 	serverName           string
 	streamIdleTimeout    time.Duration // 0 disables
 	requestTimeout       time.Duration // 0 disables
-	connIdleTimeout      time.Duration
 	useRemoteAddress     bool
 	internalCIDRs        []netip.Prefix
 	generateRequestID    bool
@@ -289,7 +288,7 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 	if err := onlyFields(where, m, "stat_prefix", "codec_type", "rds", "route_config", "http_filters",
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
 		"server_header_transformation", "server_name", "stream_idle_timeout",
-		"common_http_protocol_options", "use_remote_address", "generate_request_id",
+		"use_remote_address", "generate_request_id",
 		"preserve_external_request_id", "request_timeout", "internal_address_config",
 		// Enforced by the HTTP server's fixed header read timeout
 		// (Options.RequestHeadersTimeout); see Start.
@@ -303,7 +302,6 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 		mergeSlashes:      m.GetMergeSlashes(),
 		serverName:        defaultServerName,
 		streamIdleTimeout: defaultStreamIdleTimeout,
-		connIdleTimeout:   defaultConnIdleTimeout,
 		useRemoteAddress:  m.GetUseRemoteAddress().GetValue(),
 		// Envoy docs: generate_request_id — "defaults to true".
 		generateRequestID:  m.GetGenerateRequestId() == nil || m.GetGenerateRequestId().GetValue(),
@@ -365,14 +363,6 @@ func translateHCM(where string, m *hcmv3.HttpConnectionManager) (*hcmConfig, err
 	// time that Envoy will wait for the entire request to be received ...
 	// If not specified or set to 0, this timeout is disabled."
 	h.requestTimeout = dur(m.GetRequestTimeout())
-	if c := m.GetCommonHttpProtocolOptions(); c != nil {
-		if err := onlyFields(where+".common_http_protocol_options", c, "idle_timeout"); err != nil {
-			return nil, err
-		}
-		if c.GetIdleTimeout() != nil {
-			h.connIdleTimeout = dur(c.GetIdleTimeout())
-		}
-	}
 	switch {
 	case m.GetRds() != nil:
 		rds := m.GetRds()

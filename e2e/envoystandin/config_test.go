@@ -62,6 +62,11 @@ func TestTranslateListener(t *testing.T) {
 		{"unsupported HCM field", withHCM(t, func(h *hcmv3.HttpConnectionManager) {
 			h.XffNumTrustedHops = 1
 		}), "xff_num_trusted_hops"},
+		{"connection idle timeout (not enforced by the stand-in)", withHCM(t, func(h *hcmv3.HttpConnectionManager) {
+			h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{}
+			h.CommonHttpProtocolOptions.IdleTimeout = nil
+			h.CommonHttpProtocolOptions.MaxHeadersCount = wrapperspb.UInt32(10)
+		}), "common_http_protocol_options"},
 		{"upgrade configs", withHCM(t, func(h *hcmv3.HttpConnectionManager) {
 			h.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}}
 		}), "upgrade_configs"},

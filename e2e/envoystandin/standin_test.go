@@ -446,6 +446,20 @@ func TestStandIn(t *testing.T) {
 		}
 	})
 
+	t.Run("ext_authz error_response", func(t *testing.T) {
+		e.authz.setDecide(func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+			return &authv3.CheckResponse{
+				Status: &statuspb.Status{Code: int32(codes.Unavailable)},
+				HttpResponse: &authv3.CheckResponse_ErrorResponse{ErrorResponse: &authv3.DeniedHttpResponse{
+					Status: &typev3.HttpStatus{Code: typev3.StatusCode_BadGateway}, Body: "db"}},
+			}, nil
+		})
+		defer e.authz.setDecide(nil)
+		if resp, body := e.do("GET", "/mcp-connect/user/u1/c1/key1", nil); resp.StatusCode != 502 || body != "db" {
+			t.Fatalf("error_response = %d %q, want 502 db", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("ext_authz timeout gives status_on_error", func(t *testing.T) {
 		e.authz.setDecide(func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 			<-ctx.Done() // never answers within the 1s filter timeout
