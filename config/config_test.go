@@ -24,6 +24,15 @@ type fixture struct {
 
 var fx *fixture
 
+// TestMain removes the shared key fixture after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fx != nil {
+		os.RemoveAll(filepath.Dir(fx.keyFile))
+	}
+	os.Exit(code)
+}
+
 func testFixture(t *testing.T) *fixture {
 	t.Helper()
 	if fx != nil {
