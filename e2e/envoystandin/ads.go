@@ -170,9 +170,11 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 				return got, err
 			}
 			s.recordNACK(NACK{TypeURL: resp.GetTypeUrl(), Version: resp.GetVersionInfo(), Nonce: resp.GetNonce(), Error: applyErr.Error()})
-			continue
-		}
-		if err := send(resp.GetTypeUrl(), names, nil); err != nil {
+			// A rejected update still completes that step of
+			// initialization (Envoy's init targets finish on rejection),
+			// so the follow-up subscriptions below run with the unchanged
+			// state.
+		} else if err := send(resp.GetTypeUrl(), names, nil); err != nil {
 			return got, err
 		}
 		st := s.cur.Load()
@@ -196,7 +198,12 @@ func (s *StandIn) runStream(ctx context.Context, subs *adsSubs) (got bool, err e
 			if err := startLDS(); err != nil {
 				return got, err
 			}
-		case resourcev3.ListenerType:
+		case resourcev3.ListenerType, resourcev3.RouteType:
+			// New listeners may name new route configurations; a listener
+			// that finished warming may release an old one.
+			if s.opts.Listener != nil && !subs.ldsStarted {
+				break
+			}
 			rds := rdsNames(st)
 			if !slices.Equal(rds, subs.rdsNames) {
 				subs.rdsNames = rds
@@ -218,10 +225,13 @@ func edsServiceNames(st *state) []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
+// rdsNames are the route configurations to subscribe: those of every
+// listener, plus the one the serving listener uses while its replacement
+// warms.
 func rdsNames(st *state) []string {
 	set := map[string]bool{}
-	for _, l := range st.listeners {
-		if l.hcm.rdsName != "" {
+	for _, l := range append(slices.Collect(maps.Values(st.listeners)), st.active) {
+		if l != nil && l.hcm.rdsName != "" {
 			set[l.hcm.rdsName] = true
 		}
 	}
@@ -268,6 +278,7 @@ func (st *state) clone() *state {
 		endpoints: maps.Clone(st.endpoints),
 		versions:  maps.Clone(st.versions),
 		active:    st.active,
+		pending:   st.pending,
 	}
 }
 
@@ -348,17 +359,30 @@ func (s *StandIn) applyListeners(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		next.listeners[tl.name] = tl
 	}
+	var chosen *listenerConfig
 	switch {
 	case s.opts.ListenerName != "":
-		next.active = next.listeners[s.opts.ListenerName]
+		chosen = next.listeners[s.opts.ListenerName]
 	case len(next.listeners) == 1:
 		for _, l := range next.listeners {
-			next.active = l
+			chosen = l
 		}
 	case len(next.listeners) == 0:
-		next.active = nil
 	default:
 		return fmt.Errorf("%d listeners received and Options.ListenerName is empty; the stand-in serves one", len(next.listeners))
+	}
+	// Envoy docs: Listener discovery service (LDS) — "Listeners are warmed
+	// before they receive traffic"; an updated listener replaces the old
+	// one only once warm, while the old one keeps serving. A removed
+	// listener stops at once.
+	next.pending = nil
+	switch {
+	case chosen == nil:
+		next.active = nil
+	case chosen.hcm.inline != nil || next.routes[chosen.hcm.rdsName] != nil || next.active == nil:
+		next.active = chosen
+	default:
+		next.pending = chosen
 	}
 	next.versions[resp.GetTypeUrl()] = resp.GetVersionInfo()
 	s.commit(next)
@@ -380,6 +404,9 @@ func (s *StandIn) applyRoutes(resp *discoveryv3.DiscoveryResponse, subscribed []
 		next.routes[rt.name] = rt
 	}
 	maps.DeleteFunc(next.routes, func(k string, _ *routeTable) bool { return !slices.Contains(subscribed, k) })
+	if p := next.pending; p != nil && next.routes[p.hcm.rdsName] != nil {
+		next.active, next.pending = p, nil
+	}
 	next.versions[resp.GetTypeUrl()] = resp.GetVersionInfo()
 	s.commit(next)
 	return nil

@@ -86,7 +86,8 @@ type state struct {
 	endpoints map[string][]netip.AddrPort
 	runtimes  map[string]*clusterRuntime
 	versions  map[string]string
-	active    *listenerConfig
+	active    *listenerConfig // the listener being served
+	pending   *listenerConfig // its replacement, warming until its RDS arrives
 }
 
 // activeRoutes returns the served listener and its route table, or nils
