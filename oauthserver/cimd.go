@@ -97,7 +97,7 @@ func validCIMDURL(raw string) bool {
 		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
 		return false
 	}
-	if u.Path == "" || u.Path == "/" {
+	if u.Path == "" || u.Path == "/" || !validHost(u) {
 		return false
 	}
 	for _, seg := range strings.Split(u.EscapedPath(), "/") {

@@ -208,7 +208,7 @@ func validateRedirectURI(raw string) (loopback bool, e *oauthError) {
 	if err != nil || !u.IsAbs() || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return false, errRedirect("redirect_uri must be an absolute URL")
 	}
-	if !printable(raw) {
+	if !printable(raw) || !validHost(u) {
 		return false, errRedirect("invalid redirect_uri")
 	}
 	loopback = isLoopbackHost(u.Hostname())
@@ -223,6 +223,33 @@ func validateRedirectURI(raw string) (loopback bool, e *oauthError) {
 	default:
 		return false, errRedirect("redirect_uri must use https (http only on a loopback host)")
 	}
+}
+
+// validHost accepts a DNS name (letters, digits, '-', '.') or an IP
+// literal, with an optional numeric port: a host that could carry quotes
+// or other syntax into the consent page's CSP is refused.
+func validHost(u *url.URL) bool {
+	h := u.Hostname()
+	if h == "" {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return false
+			}
+		}
+	}
+	if strings.HasPrefix(u.Host, "[") {
+		return net.ParseIP(h) != nil
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // isLoopbackHost: localhost or a loopback IP literal.

@@ -127,7 +127,7 @@ func cspSource(raw string) string {
 		return ""
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Host == "" || !validHost(u) {
 		return ""
 	}
 	p := u.EscapedPath()
