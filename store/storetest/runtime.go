@@ -159,6 +159,22 @@ func runtimeCases() []runtimeCase {
 			return w.q(w.pOAuth)
 		}, cfg: pOAuth},
 
+		{name: "AllowAfterUnblock", setup: func(w *rworld) store.RuntimeQuery {
+			// Blocking removes nothing: unblocking restores use as it was.
+			_, err := x(w).s.SetUserStatus(x(w).ctx, w.bob.ID, store.UserBlocked, nil)
+			must(w, "block", err)
+			_, err = x(w).s.SetUserStatus(x(w).ctx, w.bob.ID, store.UserActive, nil)
+			must(w, "unblock", err)
+			return w.q(w.oOAuth)
+		}, cfg: oOAuth},
+		{name: "AllowRejoinedMemberNewInstance", setup: func(w *rworld) store.RuntimeQuery {
+			must(w, "RemoveMember", x(w).s.RemoveMember(x(w).ctx, w.org.ID, w.bob.ID, nil))
+			x(w).member(w.org.ID, w.bob.ID, store.RoleMember)
+			x(w).assign(w.oStatic.ID, w.bob.ID)
+			w.inst[w.oStatic.ID] = x(w).instance(w.oStatic, w.bob.ID)
+			return w.q(w.oStatic)
+		}, cfg: oStatic},
+
 		// ---- route_not_found ----
 		{name: "UnknownConfig", want: store.ReasonRouteNotFound, setup: func(w *rworld) store.RuntimeQuery {
 			q := w.q(w.pNone)
@@ -337,6 +353,14 @@ func runtimeCases() []runtimeCase {
 			_, err := x(w).s.EndInstance(x(w).ctx, q.InstanceID, store.InstanceRevoked, nil)
 			must(w, "EndInstance", err)
 			x(w).instance(w.pNone, w.alice.ID)
+			return q
+		}},
+		{name: "OldInstanceAfterRejoin", want: store.ReasonInstanceNotActive, setup: func(w *rworld) store.RuntimeQuery {
+			q := w.q(w.oStatic)
+			must(w, "RemoveMember", x(w).s.RemoveMember(x(w).ctx, w.org.ID, w.bob.ID, nil))
+			x(w).member(w.org.ID, w.bob.ID, store.RoleMember)
+			x(w).assign(w.oStatic.ID, w.bob.ID)
+			x(w).instance(w.oStatic, w.bob.ID)
 			return q
 		}},
 		// ---- grant_missing ----
