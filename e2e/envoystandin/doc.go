@@ -4,28 +4,49 @@
 //
 // The stand-in opens one ADS stream to the xDS server exactly like Envoy
 // does (node id and cluster, CDS → EDS → LDS → RDS, ACK and NACK with
-// version and nonce), and serves HTTP on the address it is given, applying
-// only the Envoy v3 behaviour mcpgw's configuration uses:
+// version and nonce, reconnect keeping the last configuration), and serves
+// HTTP/1.1 and h2c on the address it is given, applying only the Envoy v3
+// behaviour mcpgw's configuration uses:
 //
-//   - HTTP connection manager: RFC 3986 path normalization, merge_slashes,
-//     path_with_escaped_slashes_action REJECT_REQUEST, virtual host and route
-//     matching (path, prefix, path_separated_prefix), direct responses,
-//     server header transformation, stream idle timeouts, x-request-id and
-//     x-forwarded-* handling.
+//   - HTTP connection manager: RFC 3986 path normalization exactly as
+//     Envoy's (Chromium-derived) canonicalizer, merge_slashes,
+//     path_with_escaped_slashes_action REJECT_REQUEST, virtual host and
+//     route matching (path, prefix, path_separated_prefix, case_sensitive),
+//     direct responses, server_name / server_header_transformation,
+//     stream_idle_timeout, request_timeout, use_remote_address with
+//     internal_address_config, x-request-id and x-forwarded-* handling,
+//     listener warming.
 //   - ext_authz (gRPC, transport v3): CheckRequest built as Envoy builds it,
-//     OkHttpResponse / DeniedHttpResponse applied as Envoy applies them,
-//     status_on_error on any failure, per-route disable and
-//     context_extensions merged from least to most specific.
+//     OkHttpResponse / DeniedHttpResponse / error_response applied as Envoy
+//     applies them, status_on_error on any failure or timeout, per-route
+//     disable and context_extensions merged from least to most specific.
 //   - router: prefix_rewrite, regex_rewrite, host_rewrite_literal, route
-//     timeouts and idle timeouts, EDS endpoints with pinned IPs, upstream TLS
-//     with SNI and SAN validation against the configured CA, no redirect
-//     following, streamed bodies flushed after every write,
+//     timeout and idle_timeout, EDS and STATIC clusters with IP endpoints
+//     (round robin), upstream TLS with SNI and SAN validation against the
+//     configured CA, HTTP/1.1 or HTTP/2 upstreams, no redirect following,
+//     request and response bodies streamed (flushed after every write),
 //     suppress_envoy_headers.
 //
 // Everything else is NACKed: every xDS message is checked against an
-// explicit allowlist of fields (see fields.go) so unsupported configuration
-// fails loudly instead of being silently ignored. A NACK keeps the last good
-// configuration, as Envoy does.
+// explicit allowlist of fields (onlyFields in fields.go, called for each
+// message in config.go) and against the protos' generated ValidateAll, so
+// unsupported configuration fails loudly instead of being silently
+// ignored. A NACK keeps the last good configuration, as Envoy does. Fields
+// accepted without effect are only those with no effect on traffic
+// (stat prefixes, access logs, names).
+//
+// Use Start with Options, or OptionsFromBootstrap to start from one of
+// mcpgw's envoy/*.yaml bootstrap files (full ADS, or the operator-owned
+// static listener where only RDS/CDS/EDS come over ADS). Status, WaitFor,
+// Ready and WaitForRoutes let tests wait for convergence without sleeping.
+//
+// Known differences from Envoy, none of which mcpgw's configuration
+// exercises: the listener's own address is ignored (Options.ListenAddr is
+// used); request_headers_timeout is Options.RequestHeadersTimeout because
+// Go's HTTP server fixes it at start; initial_fetch_timeout is not
+// modelled (initialization waits for CDS); weights, priorities, retries,
+// circuit breakers, health checks and access logs are not implemented;
+// no downstream TLS.
 //
 // Each behaviour names the Envoy documentation page it follows in a comment
 // ("Envoy docs: ...").
