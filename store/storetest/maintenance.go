@@ -306,6 +306,33 @@ func testTryLeader(t *testing.T, newStore NewStore) {
 	})
 }
 
+// testCancelled covers calls made with a context that has already ended:
+// they fail (never a stale allow) and change nothing.
+func testCancelled(t *testing.T, newStore NewStore) {
+	x := open(t, newStore)
+	w := x.runtimeWorld()
+	ctx, cancel := context.WithCancel(x.ctx)
+	cancel()
+	if _, err := x.s.ResolveRuntime(ctx, w.q(w.pNone)); err == nil {
+		t.Fatalf("ResolveRuntime with a cancelled context succeeded")
+	}
+	id := store.NewID()
+	if _, err := x.s.CreateUser(ctx, store.User{ID: id, Email: "late@example.test", DisplayName: "Late", Status: store.UserActive, CreatedAt: t0}); err == nil {
+		t.Fatalf("CreateUser with a cancelled context succeeded")
+	}
+	_, err := x.s.GetUser(x.ctx, id)
+	wantErr(t, "GetUser(not created)", err, store.ErrNotFound)
+	if err := x.s.DeleteConfig(ctx, w.pNone.ID, nil); err == nil {
+		t.Fatalf("DeleteConfig with a cancelled context succeeded")
+	}
+	if c := x.getConfig(w.pNone.ID); c.Status != store.ConfigEnabled {
+		t.Fatalf("config status %s after a cancelled delete", c.Status)
+	}
+	if rs, err := x.s.ResolveRuntime(x.ctx, w.q(w.pNone)); err != nil || !rs.OK() {
+		t.Fatalf("store unusable after cancelled calls: %+v, %v", rs, err)
+	}
+}
+
 // testClosed covers fail-closed behaviour: a closed store answers every call
 // with ErrUnavailable (never a stale allow).
 func testClosed(t *testing.T, newStore NewStore) {

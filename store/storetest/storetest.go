@@ -68,6 +68,7 @@ var areas = []area{
 	{"Races", testRaces},
 	{"PlantedSecrets", testPlantedSecrets},
 	{"Isolation", testIsolation},
+	{"Cancelled", testCancelled},
 	{"Closed", testClosed},
 }
 
