@@ -54,6 +54,12 @@ func TestMigrate(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "pending") || strings.Contains(out, "applied") {
 		t.Fatalf("status before: %d\n%s\n%s", code, out, errs)
 	}
+	// serve refuses an unmigrated database with a clear message.
+	code, _, errs = runCmd(t, append(prodEnvNoKeys(), env...), "serve", "--components=xds", "--listen-xds=127.0.0.1:0", "--listen-metrics=")
+	if code != exitError || !strings.Contains(errs, "mcpgw migrate up") {
+		t.Fatalf("serve on an unmigrated database: %d %s", code, errs)
+	}
+
 	code, out, errs = runCmd(t, nil, "migrate", "up", "--database-url", dsn)
 	if code != exitOK || !strings.Contains(out, "migrations applied") {
 		t.Fatalf("up: %d %s %s", code, out, errs)
@@ -62,6 +68,23 @@ func TestMigrate(t *testing.T) {
 	if code != exitOK || strings.Contains(out, "pending") || !strings.Contains(out, "applied") {
 		t.Fatalf("status after:\n%s", out)
 	}
+	// serve now starts on it.
+	ctx, cancel := context.WithCancel(context.Background())
+	lw := &lineWriter{lines: make(chan string, 16)}
+	var errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &app{stdout: lw, stderr: &errb, environ: append(prodEnvNoKeys(), env...)},
+			[]string{"serve", "--components=xds", "--listen-xds=127.0.0.1:0", "--listen-metrics=127.0.0.1:0"})
+	}()
+	if ready := waitLine(t, lw.lines, "mcpgw ready", 60*time.Second); field(ready, "store") != "postgres" || field(ready, "mode") != "serve" {
+		t.Fatalf("ready: %s", ready)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("serve exit %d:\n%s", code, errb.String())
+	}
+
 	// Idempotent.
 	if code, _, errs := runCmd(t, env, "migrate", "up"); code != exitOK {
 		t.Fatalf("second up: %s", errs)

@@ -269,6 +269,19 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		if err := postgres.Migrate(ctx, cfg.DatabaseURL); err != nil {
 			return nil, "", fmt.Errorf("dev: migrate: %w", err)
 		}
+	} else {
+		// Servers never migrate on their own (replicas would race, and an
+		// operator decides when the schema moves); they refuse to run on a
+		// schema older than they need.
+		cur, target, err := postgres.SchemaVersions(ctx, cfg.DatabaseURL)
+		switch {
+		case err != nil:
+			return nil, "", fmt.Errorf("database: %w", err)
+		case cur < target:
+			return nil, "", fmt.Errorf("database schema is at version %d but this binary needs %d: run `mcpgw migrate up`", cur, target)
+		case cur > target:
+			log.Warn("database schema is newer than this binary (a newer release migrated it)", "schema_version", cur, "binary_version", target)
+		}
 	}
 	st, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.WithLogger(log.With("component", "store")))
 	if err != nil {
