@@ -144,7 +144,7 @@ func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
 	u := usage{ownerScope: rp.Route.Scope, ownerID: rp.Route.OwnerID, configID: rp.Route.ConfigID,
 		instanceID: claims.InstanceID, userID: claims.Subject, clientID: claims.ClientID}
 	t0 := time.Now()
-	st, err := s.opts.Store.ResolveRuntime(ctx, store.RuntimeQuery{
+	st, err := s.resolve(ctx, store.RuntimeQuery{
 		ConfigID: rp.Route.ConfigID, RouteKey: rp.Route.Key, OwnerScope: rp.Route.Scope, OwnerID: rp.Route.OwnerID,
 		UserID: claims.Subject, InstanceID: claims.InstanceID, ConfigVersion: claims.ConfigVersion,
 		ExecutionContext: claims.ExecutionContext,

@@ -115,12 +115,14 @@ func checkStatus(t testing.TB, e *env, r route, tok string) int {
 type storeFactory struct {
 	name string
 	new  func(t *testing.T) store.Store
+	opts func(*Options)
 }
 
 func storeFactories() []storeFactory {
 	return []storeFactory{
-		{"memory", func(t *testing.T) store.Store { return memory.New() }},
-		{"postgres", func(t *testing.T) store.Store { return pgtest.Store(t) }},
+		{"memory", func(t *testing.T) store.Store { return memory.New() }, nil},
+		{"postgres", func(t *testing.T) store.Store { return pgtest.Store(t) }, nil},
+		{"postgres-batched", func(t *testing.T) store.Store { return pgtest.Store(t) }, func(o *Options) { o.BatchRecheck = 2 }},
 	}
 }
 
@@ -186,7 +188,7 @@ func TestImmediacy(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					_, _, kr := fixtureKeys(t)
 					w := seedWorld(t, st, kr, c.scope, c.mode)
-					e := newEnv(t, st, nil)
+					e := newEnv(t, st, sf.opts)
 					tok := mint(t, e.key, w.r.claims(e.clock.Now()))
 					for i := 0; i < 2; i++ { // second call hits the token cache
 						if got := checkStatus(t, e, w.r, tok); got != 200 {

@@ -10,6 +10,7 @@
 package extauthz
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,13 @@ type Options struct {
 	TokenCacheSize int
 	// Audit tunes the asynchronous usage audit.
 	Audit AuditOptions
+	// BatchRecheck > 0 coalesces rechecks in flight at the same moment into
+	// one round trip when the store implements BatchResolver: that many
+	// concurrent batches (match the database pool size), up to 32 queries
+	// each. 0 sends one query per request.
+	BatchRecheck int
+	// RecheckTimeout bounds one recheck round trip (default 5 s).
+	RecheckTimeout time.Duration
 }
 
 // Server decides Checks. It is safe for concurrent use. Close flushes the
@@ -77,6 +85,7 @@ type Server struct {
 	origins  map[string]bool
 	prmBase  string
 	static   staticCache
+	batch    *batcher // nil: one query per request
 }
 
 // New validates opts and returns a Server.
@@ -143,9 +152,29 @@ func New(opts Options) (*Server, error) {
 		prmBase:  base + PRMPath,
 		static:   staticCache{max: 4096},
 	}
+	if opts.RecheckTimeout <= 0 {
+		opts.RecheckTimeout = 5 * time.Second
+	}
+	if br, ok := opts.Store.(BatchResolver); ok && opts.BatchRecheck > 0 {
+		s.batch = newBatcher(br, opts.BatchRecheck, 32, opts.RecheckTimeout)
+	}
 	s.audit = newAuditor(opts.Store, opts.Audit, m, log, opts.Now)
 	return s, nil
 }
 
-// Close stops the usage audit worker after writing what is queued.
-func (s *Server) Close() { s.audit.close() }
+// Close stops the recheck batcher and the usage audit worker after writing
+// what is queued.
+func (s *Server) Close() {
+	if s.batch != nil {
+		s.batch.close()
+	}
+	s.audit.close()
+}
+
+// resolve is the step-6 recheck: batched when configured, else direct.
+func (s *Server) resolve(ctx context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
+	if s.batch != nil {
+		return s.batch.resolve(ctx, q)
+	}
+	return s.opts.Store.ResolveRuntime(ctx, q)
+}

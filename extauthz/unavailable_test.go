@@ -85,6 +85,12 @@ func (p *cutProxy) restore() {
 // Unavailable (so Envoy fails closed with 503); once it is reachable again
 // Checks succeed without restarting anything.
 func TestDatabaseDownThenBack(t *testing.T) {
+	for _, batch := range []int{0, 2} {
+		t.Run(map[int]string{0: "direct", 2: "batched"}[batch], func(t *testing.T) { testDatabaseDownThenBack(t, batch) })
+	}
+}
+
+func testDatabaseDownThenBack(t *testing.T, batch int) {
 	dsn := pgtest.DSN(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -104,7 +110,7 @@ func TestDatabaseDownThenBack(t *testing.T) {
 	t.Cleanup(st.Close)
 	_, _, kr := fixtureKeys(t)
 	w := seedWorld(t, st, kr, store.ScopeOrg, store.AuthStaticHeaders)
-	e := newEnv(t, st, nil)
+	e := newEnv(t, st, func(o *Options) { o.BatchRecheck = batch; o.RecheckTimeout = 3 * time.Second })
 	tok := mint(t, e.key, w.r.claims(e.clock.Now()))
 	if got := checkStatus(t, e, w.r, tok); got != 200 {
 		t.Fatalf("healthy: status %d", got)

@@ -422,6 +422,7 @@ func serve(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "directory written by prepare")
 	addr := fs.String("addr", "127.0.0.1:9292", "gRPC listen address")
 	cache := fs.Int("token-cache", 0, "verified-token cache size (0: default, -1: off)")
+	batch := fs.Int("batch", 0, "extauthz Options.BatchRecheck (0: one query per request)")
 	workers := fs.Uint("stream-workers", 0, "grpc.NumStreamWorkers (0: grpc default, a goroutine per RPC)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and /metrics on this address")
 	_ = fs.Parse(args)
@@ -443,7 +444,7 @@ func serve(ctx context.Context, args []string) error {
 	srv, err := extauthz.New(extauthz.Options{
 		Store: st, Keys: extauthz.StaticKeys(set), Issuer: issuer, PublicBaseURL: publicBase, KeyRing: kr,
 		Registry: reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		TokenCacheSize: *cache,
+		TokenCacheSize: *cache, BatchRecheck: *batch,
 	})
 	if err != nil {
 		return err

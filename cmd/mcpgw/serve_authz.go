@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -72,6 +73,11 @@ func runAuthz(ctx context.Context, d Deps) error {
 		Logger:         d.Logger,
 		Leeway:         c.Authz.Leeway.D(),
 		CredentialSkew: c.Authz.RefreshSkew.D(),
+		// Coalesce rechecks in flight at the same moment into one round
+		// trip (store/postgres implements it), one batch per pooled
+		// connection (pgxpool's default size, max(4, NumCPU)). Every
+		// request still gets its own fresh read; see extauthz/batch.go.
+		BatchRecheck: max(4, runtime.NumCPU()),
 		// Credentials: the provider refresher (issue 4) plugs in here; until
 		// then OAuth modes use the stored, unexpired provider token.
 	})
