@@ -206,6 +206,27 @@ func testAuthCodes(t *testing.T, newStore NewStore) {
 			t.Fatalf("reuse returned family %q, want %q", again.FamilyID, code.FamilyID)
 		}
 	})
+	t.Run("ReuseRevokesTokensIssuedFromCode", func(t *testing.T) {
+		// DESIGN §4: a second use of a code revokes the tokens issued from it.
+		c := w.authCode("family", at(10*time.Minute))
+		wantErr(t, "CreateAuthCode", x.s.CreateAuthCode(x.ctx, c), nil)
+		_, err := x.s.ConsumeAuthCode(x.ctx, c.Hash, at(time.Minute))
+		wantErr(t, "ConsumeAuthCode", err, nil)
+		issued := w.refreshToken("from-code", c.FamilyID, at(24*time.Hour))
+		wantErr(t, "CreateRefreshToken", x.s.CreateRefreshToken(x.ctx, issued), nil)
+		rotated := w.refreshToken("from-code-2", c.FamilyID, at(48*time.Hour))
+		_, err = x.s.RotateRefreshToken(x.ctx, issued.Hash, rotated, at(2*time.Minute))
+		wantErr(t, "RotateRefreshToken", err, nil)
+		reused, err := x.s.ConsumeAuthCode(x.ctx, c.Hash, at(3*time.Minute))
+		wantErr(t, "ConsumeAuthCode(reuse)", err, store.ErrConsumed)
+		n, err := x.s.RevokeFamily(x.ctx, reused.FamilyID, at(3*time.Minute))
+		wantErr(t, "RevokeFamily", err, nil)
+		if n != 2 {
+			t.Fatalf("RevokeFamily = %d, want 2", n)
+		}
+		_, err = x.s.RotateRefreshToken(x.ctx, rotated.Hash, w.refreshToken("from-code-3", c.FamilyID, at(72*time.Hour)), at(4*time.Minute))
+		wantErr(t, "RotateRefreshToken(after code reuse)", err, store.ErrRevoked)
+	})
 	t.Run("Expired", func(t *testing.T) {
 		c := w.authCode("expired", at(10*time.Minute))
 		wantErr(t, "CreateAuthCode", x.s.CreateAuthCode(x.ctx, c), nil)
