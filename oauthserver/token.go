@@ -212,11 +212,11 @@ func (s *Server) exchangeCode(ctx context.Context, cl *client, f url.Values) (*t
 	if ref.URL(s.publicBase) != ac.Resource || ref.ExecutionContext() != ac.ExecutionContext {
 		return nil, errGrant("code_binding")
 	}
-	el, err := s.recheck(ctx, ref, ac.UserID, ac.InstanceID, ac.ConfigVersion, eligibility{Config: store.Config{AuthMode: store.AuthNone}})
-	if err != nil {
+	// Any non-OK reason denies here, grant_missing included: the provider
+	// flow ran before the code was issued (eligibility{} is no OAuth mode).
+	if _, err := s.recheck(ctx, ref, ac.UserID, ac.InstanceID, ac.ConfigVersion, eligibility{}); err != nil {
 		return nil, s.issueDenied(ctx, err, ac.UserID, cl.ID, ref)
 	}
-	_ = el
 	resp, oe := s.tokens(ctx, cl, tokenFacts{
 		Ref: ref, UserID: ac.UserID, ClientID: cl.ID, Scopes: ac.Scopes,
 		InstanceID: ac.InstanceID, ConfigVersion: ac.ConfigVersion,
@@ -363,7 +363,7 @@ func (s *Server) refresh(ctx context.Context, cl *client, f url.Values) (*tokenR
 		_, _ = s.st.RevokeFamily(ctx, rt.FamilyID, now)
 		return nil, s.issueDenied(ctx, &errIneligible{reason: store.ReasonVersionMismatch}, rt.UserID, cl.ID, ref)
 	}
-	if _, err := s.recheck(ctx, ref, rt.UserID, rt.InstanceID, cfg.Version, eligibility{Config: store.Config{AuthMode: store.AuthNone}}); err != nil {
+	if _, err := s.recheck(ctx, ref, rt.UserID, rt.InstanceID, cfg.Version, eligibility{}); err != nil {
 		return nil, s.issueDenied(ctx, err, rt.UserID, cl.ID, ref)
 	}
 	resp, oe := s.tokens(ctx, cl, tokenFacts{
