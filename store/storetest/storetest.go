@@ -7,6 +7,26 @@
 // Every case passes fixed times (time.Date) to the store and waits for
 // asynchronous results (the change feed) with deadlines, never fixed sleeps.
 // The race cases are meant to be run with -race.
+//
+// Where the interface doc is silent the suite pins the answer every
+// implementation gives, so callers can rely on it:
+//
+//   - an operation addressing a row that does not exist (SetMemberRole,
+//     SetConfigStatus, EndInstance, PutGrant, RevokeGrant, LockGrant,
+//     UpdateClient, SetAuthRequestUser) returns ErrNotFound;
+//   - nil function arguments, a LockGrant fn that returns an invalid grant,
+//     and a zero "now" are ErrInvalid, as is an invalid audit event passed
+//     to a mutating method (and the mutation does not happen);
+//   - a refused change writes no audit event;
+//   - RevokeFamily counts consumed tokens too;
+//   - rate-limit windows are aligned to multiples of the window;
+//   - a closed store answers ErrUnavailable; a call with an ended context
+//     fails and changes nothing;
+//   - values passed in and handed out are copies.
+//
+// Cases that build a disjoint world (fresh random ids, a per-subtest salt
+// for hashes) share one store per area; cases that list everything get a
+// fresh store.
 package storetest
 
 import (
