@@ -545,3 +545,12 @@ func TestConcurrentRedemption(t *testing.T) {
 		}
 	})
 }
+
+// TestSharedRegistry: two servers on one Prometheus registry share the
+// series instead of panicking.
+func TestSharedRegistry(t *testing.T) {
+	e := newEnv(t, newMem())
+	if _, err := New(Options{Store: e.st, Issuer: e.base, Keys: e.keys, Registry: e.reg}); err != nil {
+		t.Fatalf("second server on the same registry: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package oauthserver
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,9 +35,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"grant_type"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.tokens)
+		m.requests = register(reg, m.requests)
+		m.latency = register(reg, m.latency)
+		m.tokens = register(reg, m.tokens)
 	}
 	return m
+}
+
+// register adds c to reg, or reuses the identical collector a previous
+// Server registered there (several servers may share one registry).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic("oauthserver: metrics: " + err.Error())
+	}
+	return c
 }
 
 // recorder captures the status and the OAuth outcome of one response.
