@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"encoding/binary"
 	"regexp"
 	"strings"
 
@@ -204,18 +203,21 @@ func appendRoute(b, route []byte) []byte {
 // ordinary fields. Code that inspects the Go message must decode it first
 // (decodeRouteConfig).
 func (e *routeEncoder) encode(routes [][]byte) *routev3.RouteConfiguration {
-	n := len(e.vhPrefix) + len(e.vhSuffix)
+	// One allocation, one copy of each route: size the virtual host first,
+	// then write RouteConfiguration.virtual_hosts' tag and length and the
+	// virtual host's bytes straight into the final buffer.
+	vhLen := len(e.vhPrefix) + len(e.vhSuffix)
 	for _, r := range routes {
-		n += len(r) + 2*binary.MaxVarintLen64
+		vhLen += protowire.SizeTag(fieldVirtualHostRoutes) + protowire.SizeBytes(len(r))
 	}
-	vh := make([]byte, 0, n)
-	vh = append(vh, e.vhPrefix...)
+	raw := make([]byte, 0, protowire.SizeTag(fieldRouteConfigVirtualHosts)+protowire.SizeBytes(vhLen))
+	raw = protowire.AppendTag(raw, fieldRouteConfigVirtualHosts, protowire.BytesType)
+	raw = protowire.AppendVarint(raw, uint64(vhLen))
+	raw = append(raw, e.vhPrefix...)
 	for _, r := range routes {
-		vh = appendRoute(vh, r)
+		raw = appendRoute(raw, r)
 	}
-	vh = append(vh, e.vhSuffix...)
-	raw := protowire.AppendTag(make([]byte, 0, len(vh)+16), fieldRouteConfigVirtualHosts, protowire.BytesType)
-	raw = protowire.AppendBytes(raw, vh)
+	raw = append(raw, e.vhSuffix...)
 	rc := &routev3.RouteConfiguration{Name: e.name}
 	rc.ProtoReflect().SetUnknown(protoreflect.RawFields(raw))
 	return rc
