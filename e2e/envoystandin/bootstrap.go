@@ -1,7 +1,12 @@
 package envoystandin
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -17,10 +22,12 @@ import (
 // started with it: node id and cluster, the ADS cluster, the static
 // clusters (ext_authz), and — without lds_config — the static listener.
 //
-// Hostnames in the bootstrap (e.g. "mcpgw" in docker compose) cannot be
-// used in tests, so every static cluster's address comes from addrs
-// (cluster name → host:port); a static cluster missing from addrs is an
-// error. ListenAddr and the other knobs are left for the caller.
+// addrs (cluster name → host:port) overrides static cluster addresses, so
+// tests can point a bootstrap written for docker compose (host "mcpgw") at
+// their own processes. A cluster missing from addrs uses its first
+// load_assignment endpoint; a hostname there is resolved once, now (STRICT_DNS
+// re-resolution is not modelled). ListenAddr and the other knobs are left
+// for the caller.
 //
 // Envoy docs: Bootstrap (api-v3/config/bootstrap/v3/bootstrap.proto) and
 // "xDS configuration: aggregated discovery service".
@@ -90,7 +97,11 @@ func OptionsFromBootstrap(data []byte, addrs map[string]string) (Options, error)
 		}
 		addr, ok := addrs[c.GetName()]
 		if !ok {
-			return opts, fmt.Errorf("bootstrap: no address given for static cluster %q", c.GetName())
+			a, err := bootstrapEndpoint(c)
+			if err != nil {
+				return opts, err
+			}
+			addr = a
 		}
 		if c.GetName() == adsCluster {
 			opts.ADSAddr = addr
@@ -129,4 +140,32 @@ func checkBootstrapCluster(c *clusterv3.Cluster) error {
 		return fmt.Errorf("%s: static gRPC clusters must enable HTTP/2", where)
 	}
 	return nil
+}
+
+// bootstrapEndpoint returns the first endpoint of a static cluster as an
+// IP:port, resolving a hostname.
+func bootstrapEndpoint(c *clusterv3.Cluster) (string, error) {
+	where := fmt.Sprintf("bootstrap cluster %q", c.GetName())
+	var sa *corev3.SocketAddress
+	for _, le := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range le.GetLbEndpoints() {
+			if sa == nil {
+				sa = lb.GetEndpoint().GetAddress().GetSocketAddress()
+			}
+		}
+	}
+	if sa == nil {
+		return "", fmt.Errorf("%s: no endpoint and no address given", where)
+	}
+	port := strconv.Itoa(int(sa.GetPortValue()))
+	if ip, err := netip.ParseAddr(sa.GetAddress()); err == nil {
+		return net.JoinHostPort(ip.String(), port), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", sa.GetAddress())
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("%s: resolve %q: %v", where, sa.GetAddress(), err)
+	}
+	return net.JoinHostPort(ips[0].Unmap().String(), port), nil
 }

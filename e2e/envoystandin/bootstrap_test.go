@@ -103,7 +103,7 @@ func TestOptionsFromBootstrapRejects(t *testing.T) {
 	cases := []struct {
 		name, from, to, want string
 	}{
-		{"missing address", "", "", "no address given"},
+		{"unresolvable bootstrap host", "", "", "resolve \"authz.invalid\""},
 		{"rest api", "api_type: GRPC", "api_type: REST", "ads_config must be GRPC"},
 		{"no http2", "explicit_http_config: { http2_protocol_options: {} }", "explicit_http_config: { http_protocol_options: {} }", "HTTP/2"},
 		{"unsupported filter field", "status_on_error: { code: ServiceUnavailable }", "status_on_error: { code: ServiceUnavailable }\n                      with_request_body: { max_request_bytes: 10 }", "with_request_body"},
@@ -112,7 +112,7 @@ func TestOptionsFromBootstrapRejects(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			data := strings.Replace(string(base), c.from, c.to, 1)
 			a := addrs
-			if c.name == "missing address" {
+			if c.name == "unresolvable bootstrap host" {
 				a = map[string]string{"xds": "127.0.0.1:1"}
 			}
 			opts, err := OptionsFromBootstrap([]byte(data), a)

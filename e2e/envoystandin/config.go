@@ -4,9 +4,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,8 +59,9 @@ const (
 // listenerConfig is one accepted LDS Listener reduced to what the stand-in
 // serves.
 type listenerConfig struct {
-	name string
-	hcm  *hcmConfig
+	name    string
+	address string // host:port of its socket_address
+	hcm     *hcmConfig
 }
 
 type hcmConfig struct {
@@ -279,7 +282,9 @@ func translateListener(l *listenerv3.Listener) (*listenerConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listenerConfig{name: l.GetName(), hcm: h}, nil
+	sa := l.GetAddress().GetSocketAddress()
+	addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+	return &listenerConfig{name: l.GetName(), address: addr, hcm: h}, nil
 }
 
 // translateHCM follows Envoy docs: HTTP connection manager

@@ -25,6 +25,11 @@ type Options struct {
 	// DiscoveryRequest, like Envoy's --service-node / --service-cluster.
 	NodeID  string
 	Cluster string
+	// UseListenerAddress binds the served listener's own address (from LDS
+	// or the static listener) once it is first configured, as Envoy does;
+	// ListenAddr is then ignored and Addr is empty until bound. Used by the
+	// envoy-standin command, which runs from an Envoy bootstrap.
+	UseListenerAddress bool
 	// ListenAddr is where HTTP is served; the LDS listener's own address is
 	// ignored (tests need ephemeral ports). Default "127.0.0.1:0".
 	ListenAddr string
@@ -62,7 +67,8 @@ type NACK struct {
 type StandIn struct {
 	opts Options
 	log  *slog.Logger
-	ln   net.Listener
+	lnMu sync.Mutex
+	ln   net.Listener // nil until bound (UseListenerAddress)
 	srv  *http.Server
 	cur  atomic.Pointer[state]
 
@@ -73,6 +79,7 @@ type StandIn struct {
 	streams   int
 	runtimes  map[string]*clusterRuntime
 
+	boundTo  string // listener address bound with UseListenerAddress
 	streamID atomic.Uint64
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -162,22 +169,9 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 		st.listeners[l.name] = l
 		st.active = l
 	}
-	if opts.Listener != nil {
-		l, err := translateListener(opts.Listener)
-		if err != nil {
-			return nil, fmt.Errorf("envoystandin: static listener: %w", err)
-		}
-		st.listeners[l.name] = l
-		st.active = l
-	}
 	s.rebuildRuntimes(st)
 	s.cur.Store(st)
 
-	ln, err := net.Listen("tcp", opts.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("envoystandin: listen: %w", err)
-	}
-	s.ln = &gateListener{Listener: ln, s: s}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
@@ -191,11 +185,17 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
+	if !opts.UseListenerAddress {
+		if err := s.bind(opts.ListenAddr); err != nil {
+			return nil, err
+		}
+	} else if st.active != nil {
+		if err := s.bind(st.active.address); err != nil {
+			return nil, err
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	go func() {
-		_ = s.srv.Serve(s.ln)
-	}()
 	go func() {
 		defer close(s.done)
 		s.runADS(runCtx)
@@ -204,6 +204,21 @@ func Start(ctx context.Context, opts Options) (*StandIn, error) {
 }
 
 type connKey struct{}
+
+// bind opens the HTTP socket and starts serving on it.
+func (s *StandIn) bind(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("envoystandin: listen %s: %w", addr, err)
+	}
+	gl := &gateListener{Listener: ln, s: s}
+	s.lnMu.Lock()
+	s.ln = gl
+	s.lnMu.Unlock()
+	go func() { _ = s.srv.Serve(gl) }()
+	s.log.Info("envoystandin: serving HTTP", "addr", ln.Addr().String())
+	return nil
+}
 
 // gateListener closes accepted connections while no listener is configured
 // or while it is warming, so clients see what they would see with a real
@@ -228,7 +243,16 @@ func (g *gateListener) Accept() (net.Conn, error) {
 }
 
 // Addr is the bound HTTP address (host:port).
-func (s *StandIn) Addr() string { return s.ln.Addr().String() }
+// With UseListenerAddress it is empty until the listener is first
+// configured.
+func (s *StandIn) Addr() string {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
 
 // URL is "http://" + Addr().
 func (s *StandIn) URL() string { return "http://" + s.Addr() }
@@ -364,6 +388,18 @@ func (s *StandIn) commit(st *state) {
 	defer s.mu.Unlock()
 	s.rebuildRuntimes(st)
 	s.cur.Store(st)
+	if s.opts.UseListenerAddress && st.active != nil {
+		if s.Addr() == "" {
+			if err := s.bind(st.active.address); err != nil {
+				s.log.Error("envoystandin: cannot bind the listener address", "err", err)
+			}
+		} else if s.boundTo != "" && s.boundTo != st.active.address {
+			s.log.Warn("envoystandin: listener address changed; keeping the bound socket", "bound", s.boundTo, "new", st.active.address)
+		}
+		if s.Addr() != "" && s.boundTo == "" {
+			s.boundTo = st.active.address
+		}
+	}
 	s.notifyLocked()
 }
 
