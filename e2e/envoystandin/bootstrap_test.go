@@ -2,6 +2,7 @@ package envoystandin
 
 import (
 	"context"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -123,5 +124,43 @@ func TestOptionsFromBootstrapRejects(t *testing.T) {
 				t.Fatalf("err = %v, want containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestUseListenerAddress: with UseListenerAddress the stand-in binds the
+// LDS listener's own address once the listener arrives, as Envoy does.
+func TestUseListenerAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ads := newADSServer(t, "127.0.0.1:0")
+	si := startStandIn(t, Options{ADSAddr: ads.addr, UseListenerAddress: true})
+	if si.Addr() != "" {
+		t.Fatalf("bound %q before any listener", si.Addr())
+	}
+	l := hcmListener(t, "routes", routerFilter(t, true))
+	l.Address = sockAddr(t, addr)
+	ads.set("v1", map[resourcev3.Type][]types.Resource{
+		resourcev3.ClusterType:  {},
+		resourcev3.ListenerType: {l},
+		resourcev3.RouteType: {&routev3.RouteConfiguration{Name: "routes", VirtualHosts: []*routev3.VirtualHost{{
+			Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{e2eDirect("/ok")}}}}},
+	})
+	if err := si.Ready(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if si.Addr() != addr {
+		t.Fatalf("Addr = %q, want %q", si.Addr(), addr)
+	}
+	resp, err := noRedirectClient().Get("http://" + addr + "/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status = %d", resp.StatusCode)
 	}
 }
