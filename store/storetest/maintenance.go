@@ -43,8 +43,10 @@ func waitChange(t *testing.T, ch <-chan store.Change, configID, what string) sto
 // testWatch covers the change feed (DESIGN §8): every config, route and
 // assignment change is delivered; the channel closes when ctx ends.
 func testWatch(t *testing.T, newStore NewStore) {
+	// Every subtest watches for its own configs in one shared store.
+	shared := open(t, newStore)
 	t.Run("Delivers", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		m := x.user()
@@ -89,7 +91,7 @@ func testWatch(t *testing.T, newStore NewStore) {
 
 	// Cascades that remove assignments change them too.
 	t.Run("CascadedAssignmentChanges", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		owner := x.user()
 		o := x.org(owner.ID)
 		a, b := x.user(), x.user()
@@ -110,7 +112,7 @@ func testWatch(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("TwoWatchers", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		u := x.user()
 		ctx, cancel := context.WithCancel(x.ctx)
 		defer cancel()
@@ -124,7 +126,7 @@ func testWatch(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("ClosesOnCancel", func(t *testing.T) {
-		x := open(t, newStore)
+		x := shared.sub(t)
 		ctx, cancel := context.WithCancel(x.ctx)
 		ch, err := x.s.Watch(ctx)
 		wantErr(t, "Watch", err, nil)
