@@ -39,10 +39,14 @@
 // mcpgw's envoy/*.yaml bootstrap files (full ADS, or the operator-owned
 // static listener where only RDS/CDS/EDS come over ADS). Status, WaitFor,
 // Ready and WaitForRoutes let tests wait for convergence without sleeping.
+// cmd/envoy-standin runs it as a process with Envoy's command line
+// (-c bootstrap.yaml --service-node ...), for harnesses that start
+// $ENVOY_BIN and the stand-in the same way.
 //
 // Known differences from Envoy, none of which mcpgw's configuration
-// exercises: the listener's own address is ignored (Options.ListenAddr is
-// used); request_headers_timeout is Options.RequestHeadersTimeout because
+// exercises: the listener's address is bound once (a later change of
+// address keeps the first socket), or replaced by Options.ListenAddr;
+// request_headers_timeout is Options.RequestHeadersTimeout because
 // Go's HTTP server fixes it at start; initial_fetch_timeout is not
 // modelled (initialization waits for CDS); weights, priorities, retries,
 // circuit breakers, health checks and access logs are not implemented;
