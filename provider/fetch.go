@@ -81,6 +81,14 @@ func (f *fetcher) checkURL(raw string) (*url.URL, error) {
 	default:
 		return nil, upErr("url", ReasonSchemeNotAllowed, false)
 	}
+	// A literal address is judged now, without waiting for a dial: the
+	// endpoint is refused at discovery with a clear reason. Host names
+	// are checked on every resolution at dial time.
+	if ip, ok := addrpolicy.ParseHostLiteral(u.Hostname()); ok {
+		if err := addrpolicy.CheckAddrs(u.Hostname(), []netip.Addr{ip}, f.allow); err != nil {
+			return nil, upErr("url", ReasonAddressNotPublic, false)
+		}
+	}
 	return u, nil
 }
 
