@@ -554,3 +554,85 @@ func TestSharedRegistry(t *testing.T) {
 		t.Fatalf("second server on the same registry: %v", err)
 	}
 }
+
+// sessionCookie returns the browser's session cookie value.
+func (e *env) sessionCookieOf(t *testing.T, b *http.Client) string {
+	u, _ := url.Parse(e.base)
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == sessionCookie {
+			return c.Value
+		}
+	}
+	t.Fatal("no session cookie")
+	return ""
+}
+
+// TestSessionsAndRevoke: session-authenticated API calls need the CSRF
+// token; logout revokes the session; revoking another client's refresh
+// token changes nothing (RFC 7009 §2.1).
+func TestSessionsAndRevoke(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		e := newEnv(t, newStore(t))
+		b := e.browser()
+		e.login(t, b, "alice@example.com", alicePassword)
+		rawSession := e.sessionCookieOf(t, b)
+		csrf := csrfFor(rawSession)
+		e.plant(csrf)
+		post := func(path, csrf string, body string) *http.Response {
+			req, _ := http.NewRequest(http.MethodPost, e.base+path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if csrf != "" {
+				req.Header.Set(CSRFHeader, csrf)
+			}
+			resp, err := b.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}
+		resp := post("/api/v1/connect-tokens", csrf, `{"config_id":"`+e.aliceCfg.ID+`"}`)
+		if m := decodeJSON(t, resp); resp.StatusCode != 200 || m["access_token"] == nil {
+			t.Fatalf("session connect token: %d %v", resp.StatusCode, m)
+		} else {
+			e.plant(m["access_token"].(string))
+		}
+		// Revoking someone else's refresh token does nothing.
+		owner, rt, _ := e.tokenPair(t, b, authNone)
+		other := e.mustRegister(t, authNone, nil)
+		if st, _ := e.formPost(t, "/oauth/revoke", other, authNone, url.Values{"token": {rt}}); st != 200 {
+			t.Errorf("revoke by another client: %d", st)
+		}
+		if st, body := e.tokenReq(t, owner, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); st != 200 {
+			t.Errorf("another client's revoke took effect: %d %v", st, body)
+		}
+		// Logout needs the CSRF token, then the session is gone.
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/logout", nil)
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, code := pageOutcome(t, resp); st != 403 || code != ErrInvalidRequest {
+			t.Errorf("logout without CSRF: %d %s", st, code)
+		}
+		resp = post("/logout", csrf, "")
+		readBody(t, resp)
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("logout: %d", resp.StatusCode)
+		}
+		resp = post("/api/v1/connect-tokens", csrf, `{"config_id":"`+e.aliceCfg.ID+`"}`)
+		if st, code := jsonOutcome(resp.StatusCode, decodeJSON(t, resp)); st != 401 || code != ErrInvalidToken {
+			t.Errorf("API after logout: %d %s", st, code)
+		}
+		// The old cookie replayed by hand is dead server side.
+		req, _ = http.NewRequest(http.MethodPost, e.base+"/api/v1/connect-tokens", strings.NewReader(`{"config_id":"`+e.aliceCfg.ID+`"}`))
+		req.Header.Set("Cookie", sessionCookie+"="+rawSession)
+		req.Header.Set(CSRFHeader, csrf)
+		resp, err = e.httpClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, code := jsonOutcome(resp.StatusCode, decodeJSON(t, resp)); st != 401 || code != ErrInvalidToken {
+			t.Errorf("revoked session cookie replayed: %d %s", st, code)
+		}
+	})
+}
