@@ -301,6 +301,12 @@ func (s *StandIn) forward(w http.ResponseWriter, r *http.Request, st *state, h *
 		}
 		out[http.CanonicalHeaderKey(e.k)] = append(out[http.CanonicalHeaderKey(e.k)], e.v)
 	}
+	// Envoy docs: HTTP header manipulation, x-envoy-original-path — with a
+	// path rewrite the router sends the original :path upstream, unless
+	// suppress_envoy_headers (it would carry mcpgw's route key upstream).
+	if !h.suppressEnvoyHeaders && p != path+query {
+		out.Set("X-Envoy-Original-Path", p)
+	}
 	// Go's transport would add its own User-Agent; Envoy adds none.
 	if _, ok := out["User-Agent"]; !ok {
 		out["User-Agent"] = []string{""}

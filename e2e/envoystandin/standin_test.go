@@ -360,7 +360,7 @@ func TestStandIn(t *testing.T) {
 		if ua := h.Values("User-Agent"); len(ua) != 1 || ua[0] != "client/1" {
 			t.Errorf("upstream user-agent = %q, want the client's only", ua)
 		}
-		for _, k := range []string{"Cookie", "X-Api-Key", "X-Missing", "X-Envoy-Expected-Rq-Timeout-Ms", "Connection", "Keep-Alive"} {
+		for _, k := range []string{"Cookie", "X-Api-Key", "X-Missing", "X-Envoy-Expected-Rq-Timeout-Ms", "X-Envoy-Original-Path", "Connection", "Keep-Alive"} {
 			if v := h.Values(k); len(v) > 0 {
 				t.Errorf("upstream received %s = %q", k, v)
 			}
@@ -660,9 +660,12 @@ func TestStandIn(t *testing.T) {
 		if err := e.si.WaitFor(waitCtx(t), func(s Status) bool { return s.Versions[resourcev3.ListenerType] == "v2b" && s.Serving() }); err != nil {
 			t.Fatal(err)
 		}
-		resp, _ := e.do("GET", "/mcp-connect/user/u1/c1/key1", nil)
+		resp, body := e.do("GET", "/mcp-connect/user/u1/c1/key1?a=b", nil)
 		if resp.Header.Get("Server") != "mcpgw" || resp.Header.Get("X-Envoy-Upstream-Service-Time") == "" {
 			t.Fatalf("headers = %v", resp.Header)
+		}
+		if got := http.Header(decodeEcho(t, body).Header).Get("X-Envoy-Original-Path"); got != "/mcp-connect/user/u1/c1/key1?a=b" {
+			t.Fatalf("x-envoy-original-path = %q", got)
 		}
 		if resp, _ := e.do("GET", "/timeout", nil); resp.StatusCode != 504 {
 			t.Fatalf("/timeout = %d", resp.StatusCode)
