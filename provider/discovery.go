@@ -416,7 +416,12 @@ func (p *Provider) probe(ctx context.Context, remote string) (challenge, error) 
 // issuer must equal the issuer asked for (RFC 8414 §3.3).
 func (p *Provider) authServer(ctx context.Context, issuer string) (*asDoc, error) {
 	iu, err := p.f.checkURL(issuer)
-	if err != nil || iu.RawQuery != "" {
+	if err != nil {
+		e := err.(*Error)
+		e.Op = "as_metadata"
+		return nil, e
+	}
+	if iu.RawQuery != "" {
 		return nil, upErr("as_metadata", ReasonBadURL, false)
 	}
 	origin := iu.Scheme + "://" + iu.Host
