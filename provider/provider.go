@@ -253,11 +253,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.upstream, m.flows, m.refresh} {
-			if err := reg.Register(c); err != nil {
+		// Several Providers may share one registry (the oauth and authz
+		// components of one process): reuse the collectors already there.
+		for _, c := range []**prometheus.CounterVec{&m.upstream, &m.flows, &m.refresh} {
+			if err := reg.Register(*c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
 					panic(err)
+				}
+				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+					*c = existing
 				}
 			}
 		}

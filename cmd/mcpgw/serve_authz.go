@@ -62,6 +62,12 @@ func runAuthz(ctx context.Context, d Deps) error {
 	if issuer == "" {
 		issuer = c.PublicBaseURL
 	}
+	// The provider refresher (DESIGN §6 step 7, issue 4): lazy refresh
+	// with at most one upstream refresh per instance across replicas.
+	creds, err := authzCredentials(d)
+	if err != nil {
+		return fmt.Errorf("authz: %w", err)
+	}
 	srv, err := extauthz.New(extauthz.Options{
 		Store:          d.Store,
 		Keys:           keys,
@@ -78,8 +84,7 @@ func runAuthz(ctx context.Context, d Deps) error {
 		// connection (pgxpool's default size, max(4, NumCPU)). Every
 		// request still gets its own fresh read; see extauthz/batch.go.
 		BatchRecheck: max(4, runtime.NumCPU()),
-		// Credentials: the provider refresher (issue 4) plugs in here; until
-		// then OAuth modes use the stored, unexpired provider token.
+		Credentials:  creds,
 	})
 	if err != nil {
 		return fmt.Errorf("authz: %w", err)
