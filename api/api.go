@@ -45,15 +45,15 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Error codes: stable strings clients may switch on.
 const (
-	CodeInvalidRequest  = "invalid_request"  // 400: a field is wrong; the message says which
-	CodeInvalidJSON     = "invalid_json"     // 400: the body is not the JSON object expected
-	CodeUnknownField    = "unknown_field"    // 400: the body has a field this endpoint does not take
-	CodeBodyTooLarge    = "body_too_large"   // 400: the body exceeds the cap
-	CodeUnauthenticated = "unauthenticated"  // 401
-	CodeCSRF            = "csrf"             // 403: session request without its CSRF token
-	CodeForbidden       = "forbidden"        // 403: authenticated but not allowed
-	CodeNotFound        = "not_found"        // 404: unknown, or not visible to the caller
-	CodeConflict        = "conflict"         // 409: the current state forbids it
+	CodeInvalidRequest  = "invalid_request" // 400: a field is wrong; the message says which
+	CodeInvalidJSON     = "invalid_json"    // 400: the body is not the JSON object expected
+	CodeUnknownField    = "unknown_field"   // 400: the body has a field this endpoint does not take
+	CodeBodyTooLarge    = "body_too_large"  // 400: the body exceeds the cap
+	CodeUnauthenticated = "unauthenticated" // 401
+	CodeCSRF            = "csrf"            // 403: session request without its CSRF token
+	CodeForbidden       = "forbidden"       // 403: authenticated but not allowed
+	CodeNotFound        = "not_found"       // 404: unknown, or not visible to the caller
+	CodeConflict        = "conflict"        // 409: the current state forbids it
 	CodeMethod          = "method_not_allowed"
 	CodeUnavailable     = "unavailable" // 503: the database is unreachable (fail closed)
 	CodeInternal        = "internal"    // 500
