@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -344,7 +345,10 @@ func (r recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	// What the upstream AS shows is not ours; what mcpgw shows is.
 	if strings.HasPrefix(req.URL.String(), r.e.base) {
 		r.e.mu.Lock()
-		if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, testRedirect) {
+		// (the interstitial carries the upstream authorization URL with
+		// its state by design: that is the hand-off to the upstream)
+		interstitial := bytes.Contains(body, []byte(`http-equiv="refresh" content="0; url=`+r.e.as.URL))
+		if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, testRedirect) && !interstitial {
 			// (a redirect to the client repeats the Location, code
 			// included, as a link in its body: that is the delivery)
 			r.e.bodies = append(r.e.bodies, string(body))
@@ -440,9 +444,19 @@ func (b *browser) consent(q url.Values) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read(t, resp)
+	body = read(t, resp)
+	// The provider flow continues upstream through an interstitial page
+	// (meta refresh), as a browser would.
+	if m := metaRefresh.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+		if !bytes.Contains(body, []byte(`id="continue"`)) || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("interstitial without link or no-store")
+		}
+		return b.get(html.UnescapeString(string(m[1])))
+	}
 	return resp
 }
+
+var metaRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
 
 // get follows a URL in the browser.
 func (b *browser) get(u string) *http.Response {

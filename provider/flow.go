@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -127,10 +129,32 @@ func (p *Provider) Start(ctx context.Context, w http.ResponseWriter, r *http.Req
 	p.m.flows.WithLabelValues("started").Inc()
 	p.auditFlow(ctx, fl, "started", "", map[string]string{"upstream_host": au.Hostname(), "client_via": c.Via})
 	p.log.InfoContext(ctx, "provider authorization started", "config_id", cfg.ID, "instance_id", fl.InstanceID, "upstream_host", au.Hostname())
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, au.String(), http.StatusFound)
+	p.interstitial(w, au)
 	return nil
+}
+
+// interstitial sends the browser on to the upstream authorization
+// endpoint with a page (meta refresh plus a link) rather than a 302: Start
+// answers the consent form's POST, and browsers enforce the consent page's
+// CSP form-action (self and the client's redirect URI only) on every
+// redirect that follows a form submission, so a 302 to the upstream would
+// be blocked. A meta refresh is a new navigation of our own page. The page
+// also tells the user where they are going.
+func (p *Provider) interstitial(w http.ResponseWriter, target *url.URL) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(http.StatusOK)
+	u := html.EscapeString(target.String())
+	host := html.EscapeString(target.Host)
+	_, _ = io.WriteString(w, `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">`+
+		`<meta http-equiv="refresh" content="0; url=`+u+`"><title>Continue to `+host+`</title></head>`+
+		`<body><p>This connection needs your authorization at <strong>`+host+`</strong>.</p>`+
+		`<p><a id="continue" href="`+u+`">Continue to `+host+`</a></p></body></html>`)
 }
 
 func s256(verifier string) string {
