@@ -166,6 +166,8 @@ func template(ctx context.Context, base string) (string, error) {
 	}
 	defer c.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", lockKey)
 
+	sweep(ctx, c)
+
 	// datistemplate doubles as the "fully migrated" marker: it is set only
 	// after migrations succeeded, so a half-built leftover is rebuilt.
 	var isTemplate bool
@@ -192,6 +194,32 @@ func template(ctx context.Context, base string) (string, error) {
 	}
 	tmplName = name
 	return name, nil
+}
+
+// staleAfter is how old an unused test database must be before sweep drops
+// it: far longer than any test binary runs.
+const staleAfter = 6 * time.Hour
+
+// sweep drops test databases left behind by killed test binaries (their
+// t.Cleanup never ran): mcpgw_t_* databases older than staleAfter. A
+// database somebody is still connected to is skipped (DROP without FORCE
+// refuses), and errors are ignored: sweeping is housekeeping, not a test.
+// It needs superuser (pg_stat_file); without it nothing is swept.
+func sweep(ctx context.Context, c *pgx.Conn) {
+	rows, err := c.Query(ctx, `SELECT datname FROM pg_database
+		WHERE datname LIKE 'mcpgw\_t\_%' AND NOT datistemplate
+		AND (pg_stat_file('base/' || oid || '/PG_VERSION', true)).modification < now() - $1::interval`,
+		fmt.Sprintf("%d seconds", int(staleAfter.Seconds())))
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize())
+	}
 }
 
 // templateName is mcpgw_tmpl_ plus a hash of the embedded migrations.
