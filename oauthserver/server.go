@@ -386,14 +386,16 @@ func (s *Server) routes() {
 }
 
 // handleHealth reports whether the store is reachable (Envoy and load
-// balancer health checks).
+// balancer health checks). The body is the seed's smoke-check contract
+// (issue 8 scenario 1): {"status":"ok","service":"mcpgw"}.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err := s.st.Ping(r.Context()); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ok","service":"mcpgw"}` + "\n"))
 }
 
 func issuerPath(iss string) string {

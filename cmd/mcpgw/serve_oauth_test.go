@@ -51,7 +51,7 @@ func TestServeOAuth(t *testing.T) {
 	if st, body := get(base + "/.well-known/oauth-authorization-server"); st != 200 || !strings.Contains(body, `"issuer":"`+base+`"`) {
 		t.Errorf("metadata: %d %s", st, body)
 	}
-	if st, body := get(base + "/health"); st != 200 || body != "ok\n" {
+	if st, body := get(base + "/health"); st != 200 || body != `{"status":"ok","service":"mcpgw"}`+"\n" {
 		t.Errorf("health: %d %q", st, body)
 	}
 	jar, _ := cookiejar.New(nil)

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+)
+
+// clientRedirect is the MCP client's registered redirect URI. Nothing
+// listens there: the automated browser stops at the redirect and hands
+// code, state and iss to the client, as a desktop client's loopback
+// listener would.
+const clientRedirect = "http://127.0.0.1:7777/callback"
+
+var hiddenField = regexp.MustCompile(`name="(csrf|req|ticket)" value="([^"]*)"`)
+
+func formFields(body string) map[string]string {
+	out := map[string]string{}
+	for _, m := range hiddenField.FindAllStringSubmatch(body, -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+// browser is a cookie-keeping HTTP client that follows redirects within
+// the gateway but stops at one leaving it (the client's redirect URI).
+func (e *env) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	base, _ := url.Parse(e.base)
+	return &http.Client{Jar: jar, Timeout: convergence, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if r.URL.Host != base.Host {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+}
+
+// consentResult is what the automated user saw and got.
+type consentResult struct {
+	consentPage string
+	location    *url.URL
+}
+
+// authorizeInBrowser opens an authorization URL, logs in as email, checks
+// the consent page and answers it with decision ("allow" or "deny").
+func (e *env) authorizeInBrowser(ctx context.Context, authURL, email, decision string) (*consentResult, error) {
+	b := e.browser()
+	resp, err := b.Get(authURL)
+	if err != nil {
+		return nil, err
+	}
+	body := readAll(resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/login"`) {
+		return nil, fmt.Errorf("expected the login page, got %s: %.300s", resp.Status, body)
+	}
+	f := formFields(body)
+	resp, err = b.PostForm(e.base+"/login", url.Values{"csrf": {f["csrf"]}, "req": {f["req"]},
+		"email": {email}, "password": {alicePassword}})
+	if err != nil {
+		return nil, err
+	}
+	body = readAll(resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/oauth/consent"`) {
+		return nil, fmt.Errorf("expected the consent page, got %s: %.300s", resp.Status, body)
+	}
+	for k, v := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+		if got := resp.Header.Get(k); got != v {
+			return nil, fmt.Errorf("consent page %s = %q, want %q (through the data plane)", k, got, v)
+		}
+	}
+	res := &consentResult{consentPage: body}
+	f = formFields(body)
+	resp, err = b.PostForm(e.base+"/oauth/consent", url.Values{"csrf": {f["csrf"]}, "req": {f["req"]},
+		"ticket": {f["ticket"]}, "decision": {decision}})
+	if err != nil {
+		return nil, err
+	}
+	readAll(resp)
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		return nil, fmt.Errorf("consent answer: expected a redirect to the client, got %s", resp.Status)
+	}
+	res.location, err = url.Parse(resp.Header.Get("Location"))
+	return res, err
+}
+
+// fetcher plays the user for the Go SDK's authorization-code handler.
+func (e *env) fetcher(t *testing.T, consents *int) auth.AuthorizationCodeFetcher {
+	return func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+		r, err := e.authorizeInBrowser(ctx, args.URL, aliceEmail, "allow")
+		if err != nil {
+			return nil, err
+		}
+		*consents++
+		q := r.location.Query()
+		if q.Get("code") == "" {
+			return nil, errors.New("no code in the redirect: " + r.location.String())
+		}
+		if q.Get("iss") == "" || q.Get("state") == "" {
+			return nil, errors.New("redirect lacks iss or state: " + r.location.String())
+		}
+		e.plant(q.Get("code"))
+		return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+	}
+}
+
+func readAll(resp *http.Response) string {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// plantingTransport adds a cookie and unknown headers to every request of
+// the MCP client: the gateway must strip them (DESIGN §6 step 8).
+type plantingTransport struct{ base http.RoundTripper }
+
+const (
+	plantedCookie  = "session=client-cookie-must-not-reach-upstream"
+	plantedUnknown = "client-unknown-header-must-not-reach-upstream"
+)
+
+func (p plantingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/mcp-connect/") {
+		r = r.Clone(r.Context())
+		r.Header.Set("Cookie", plantedCookie)
+		r.Header.Set("X-Client-Unknown", plantedUnknown)
+		r.Header.Set("X-Api-Key", plantedUnknown)
+	}
+	return p.base.RoundTrip(r)
+}
+
+// sdkSession connects the Go MCP SDK client with its OAuth handler (DCR)
+// to a route through the data plane, authorizing once.
+func (e *env) sdkSession(t *testing.T, ctx context.Context, s seeded) (*mcp.ClientSession, auth.OAuthHandler, *atomic.Int32) {
+	t.Helper()
+	var consents int
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			RedirectURIs:            []string{clientRedirect},
+			TokenEndpointAuthMethod: "none",
+			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			ResponseTypes:           []string{"code"},
+			Scope:                   "mcp:access",
+			ClientName:              "Go SDK e2e client",
+		}},
+		AuthorizationCodeFetcher: e.fetcher(t, &consents),
+		Client:                   &http.Client{Timeout: convergence},
+	})
+	if err != nil {
+		t.Fatalf("NewAuthorizationCodeHandler: %v", err)
+	}
+	tr := &mcp.StreamableClientTransport{Endpoint: s.url(e.base), OAuthHandler: h, DisableStandaloneSSE: true,
+		HTTPClient: &http.Client{Transport: plantingTransport{http.DefaultTransport}}}
+	progress := new(atomic.Int32)
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-go-client", Version: "1.0.0"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { progress.Add(1) },
+	})
+	sess, err := client.Connect(ctx, tr, nil)
+	if err != nil {
+		t.Fatalf("connect through the data plane: %v", err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	if consents != 1 {
+		t.Errorf("consents = %d, want exactly one authorization", consents)
+	}
+	return sess, h, progress
+}
