@@ -82,9 +82,13 @@ func matrixOps() []op {
 		{"update_config", func(w *world) (string, string, any) {
 			return "PATCH", cfgPath(w), map[string]any{"registry": map[string]any{"n": w.n}}
 		}},
-		{"disable_config", func(w *world) (string, string, any) { return "POST", "/api/v1/configs/" + w.throwaway().ID + "/disable", nil }},
+		{"disable_config", func(w *world) (string, string, any) {
+			return "POST", "/api/v1/configs/" + w.throwaway().ID + "/disable", nil
+		}},
 		{"enable_config", func(w *world) (string, string, any) { return "POST", cfgPath(w) + "/enable", nil }},
-		{"rotate_route", func(w *world) (string, string, any) { return "POST", "/api/v1/configs/" + w.throwaway().ID + "/rotate-route", nil }},
+		{"rotate_route", func(w *world) (string, string, any) {
+			return "POST", "/api/v1/configs/" + w.throwaway().ID + "/rotate-route", nil
+		}},
 		{"delete_config", func(w *world) (string, string, any) { return "DELETE", "/api/v1/configs/" + w.throwaway().ID, nil }},
 		{"list_assignments", func(w *world) (string, string, any) { return "GET", cfgPath(w) + "/assignments", nil }},
 		{"assign", func(w *world) (string, string, any) {
@@ -131,7 +135,9 @@ func matrixOps() []op {
 		}},
 		{"block_user", func(w *world) (string, string, any) { return "POST", "/api/v1/users/" + w.spare("") + "/block", nil }},
 		{"get_owner_user", func(w *world) (string, string, any) { return "GET", "/api/v1/users/" + w.owner.user.ID, nil }},
-		{"owner_tokens", func(w *world) (string, string, any) { return "GET", "/api/v1/users/" + w.owner.user.ID + "/tokens", nil }},
+		{"owner_tokens", func(w *world) (string, string, any) {
+			return "GET", "/api/v1/users/" + w.owner.user.ID + "/tokens", nil
+		}},
 	}
 }
 
