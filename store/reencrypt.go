@@ -103,9 +103,6 @@ type ReencryptStore interface {
 	ReplaceCiphertext(ctx context.Context, col EncryptedColumn, rowID string, prev, next []byte) error
 }
 
-// MaxCiphertextBytes bounds a ciphertext accepted by ReplaceCiphertext.
-const MaxCiphertextBytes = 1 << 20
-
 // ValidateReplaceCiphertext checks ReplaceCiphertext's input (shared by the
 // implementations).
 func ValidateReplaceCiphertext(col EncryptedColumn, rowID string, prev, next []byte) error {
@@ -115,7 +112,7 @@ func ValidateReplaceCiphertext(col EncryptedColumn, rowID string, prev, next []b
 	if len(prev) == 0 || len(next) == 0 {
 		return Invalid("ciphertext", "must not be empty")
 	}
-	if len(prev) > MaxCiphertextBytes || len(next) > MaxCiphertextBytes {
+	if len(prev) > MaxCiphertextLen || len(next) > MaxCiphertextLen {
 		return Invalid("ciphertext", "too large")
 	}
 	return nil

@@ -35,7 +35,7 @@ func RunReencrypt(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"registration version 0", r.ReplaceCiphertext(x.ctx, store.ColProviderRegistration, id+"/0", []byte("a"), []byte("b"))},
 			{"empty prev", r.ReplaceCiphertext(x.ctx, store.ColGrantAccessToken, id, nil, []byte("b"))},
 			{"empty next", r.ReplaceCiphertext(x.ctx, store.ColGrantAccessToken, id, []byte("a"), nil)},
-			{"oversize next", r.ReplaceCiphertext(x.ctx, store.ColGrantAccessToken, id, []byte("a"), make([]byte, store.MaxCiphertextBytes+1))},
+			{"oversize next", r.ReplaceCiphertext(x.ctx, store.ColGrantAccessToken, id, []byte("a"), make([]byte, store.MaxCiphertextLen+1))},
 		}
 		for _, lim := range []int{0, -1, store.MaxCiphertextPage + 1} {
 			_, err := r.ListCiphertexts(x.ctx, store.ColConfigStaticHeaders, "", lim)
