@@ -105,7 +105,7 @@ run extauthz-200 $AUTHZ "$AUTHZ_PID" 16 "$N16" "$OUT/requests.json"
 curl -s "http://$METRICS/metrics" | grep '^mcpgw_extauthz_decisions_total' || true
 
 if [ "${PROFILE:-0}" = 1 ]; then
-  "$OUT/bin/benchtool" serve -dsn "$DSN" -dir "$OUT" -addr 127.0.0.1:9294 -pprof 127.0.0.1:9295 2>"$OUT/benchtool.log" &
+  "$OUT/bin/benchtool" serve -dsn "$DSN" -dir "$OUT" -addr 127.0.0.1:9294 -pprof 127.0.0.1:9295 -batch 4 2>"$OUT/benchtool.log" &
   pids+=("$!"); sleep 1
   curl -s "http://127.0.0.1:9295/debug/pprof/profile?seconds=15" -o "$OUT/cpu.pprof" &
   "$GHZ" --insecure --protoset "$OUT/authz.protoset" --call envoy.service.auth.v3.Authorization.Check \
