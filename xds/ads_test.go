@@ -400,3 +400,55 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestDeltaADS: an Envoy using the incremental (delta) protocol gets the
+// route configuration and, after a rotation, the updated one.
+func TestDeltaADS(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://mcp.example.com/v1/mcp", keyA, false)
+	env := startEnv(t, func(e *testEnv, _ *Options) { e.res.set("mcp.example.com", time.Minute, "1.1.1.1") }, a)
+	env.waitReady(t)
+	conn, err := grpc.NewClient(env.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "delta-1", Cluster: "edge"}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.RouteType,
+		ResourceNamesSubscribe: []string{DefaultRouteConfigName}}); err != nil {
+		t.Fatal(err)
+	}
+	recvRoutes := func() *routev3.RouteConfiguration {
+		t.Helper()
+		r, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.GetResources()) != 1 {
+			t.Fatalf("delta response with %d resources", len(r.GetResources()))
+		}
+		rc := &routev3.RouteConfiguration{}
+		if err := r.GetResources()[0].GetResource().UnmarshalTo(rc); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResponseNonce: r.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	}
+	if rc := recvRoutes(); !hasPath(rc, routePath(a)) {
+		t.Fatal("initial delta routes lack the config path")
+	}
+	old := routePath(a)
+	env.store.rotate(a.Config.ID, "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD")
+	a.Route.Key = "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD"
+	rc := recvRoutes()
+	if hasPath(rc, old) || !hasPath(rc, routePath(a)) {
+		t.Fatal("delta push after rotation is wrong")
+	}
+}

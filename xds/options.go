@@ -60,9 +60,9 @@ type Resolver interface {
 }
 
 // TTLResolver is an optional extension of Resolver for resolvers that know
-// the records' TTL. net.Resolver does not, so without it re-resolution runs
-// every Options.MinResolveInterval... MaxResolveInterval bound's default
-// (DefaultResolveInterval).
+// the records' TTL. net.Resolver does not; without it re-resolution runs
+// every Options.ResolveInterval (default DefaultResolveInterval), always
+// clamped to [MinResolveInterval, MaxResolveInterval].
 type TTLResolver interface {
 	// LookupNetIPTTL returns every A and AAAA answer and the smallest TTL
 	// among them.
