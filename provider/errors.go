@@ -1,9 +1,6 @@
 package provider
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Reasons are the stable, secret-free names of every way an upstream
 // interaction can fail. They appear in audit rows, logs and metric labels
@@ -105,5 +102,3 @@ func sanitizeOAuthError(code string) string {
 	}
 	return "other"
 }
-
-var errInternal = fmt.Errorf("provider: internal error")
