@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
 )
 
 // clientRedirect is the MCP client's registered redirect URI. Nothing
@@ -175,4 +178,76 @@ func (e *env) sdkSession(t *testing.T, ctx context.Context, s seeded) (*mcp.Clie
 		t.Errorf("consents = %d, want exactly one authorization", consents)
 	}
 	return sess, h, progress
+}
+
+// tokens are a gateway access token and its refresh token.
+type tokens struct {
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+}
+
+// authorize runs the whole first-level flow by hand — DCR, PKCE,
+// authorize, login, consent (allow), code → token — for one route, as
+// alice. It is the lightweight client the scenarios use where the SDK's
+// session is not the point.
+func (e *env) authorize(t *testing.T, s seeded) tokens {
+	t.Helper()
+	ctx := context.Background()
+	reg, _ := json.Marshal(map[string]any{"redirect_uris": []string{clientRedirect}, "token_endpoint_auth_method": "none",
+		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"}, "scope": "mcp:access",
+		"client_name": "e2e hand-written client"})
+	resp, err := http.Post(e.base+"/oauth/register", "application/json", bytes.NewReader(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(resp)
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &client) != nil {
+		t.Fatalf("register: %s %s", resp.Status, body)
+	}
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"response_type": {"code"}, "client_id": {client.ClientID}, "redirect_uri": {clientRedirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
+		"scope": {"mcp:access"}, "resource": {s.url(e.base)}, "state": {"st-" + s.ref.ConfigID[:8]}}
+	r, err := e.authorizeInBrowser(ctx, e.base+"/oauth/authorize?"+q.Encode(), aliceEmail, "allow")
+	if err != nil {
+		t.Fatalf("authorize: %v", err)
+	}
+	code := r.location.Query().Get("code")
+	e.plant(code, verifier)
+	resp, err = http.PostForm(e.base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {clientRedirect}, "client_id": {client.ClientID}, "code_verifier": {verifier}, "resource": {s.url(e.base)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = readAll(resp)
+	var tok tokens
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &tok) != nil || tok.Access == "" {
+		t.Fatalf("token: %s", resp.Status)
+	}
+	e.plant(tok.Access, tok.Refresh)
+	return tok
+}
+
+// mcpInit sends an MCP initialize request with a bearer token (and extra
+// headers) to url and returns the HTTP status.
+func mcpInit(t testing.TB, url, token string, hdr map[string]string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	readAll(resp)
+	return resp.StatusCode
 }
