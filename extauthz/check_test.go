@@ -414,6 +414,9 @@ func runCheckCase(t *testing.T, tc checkCase) {
 	if wantCode != codes.OK {
 		return
 	}
+	if err := resp.ValidateAll(); err != nil {
+		t.Fatalf("CheckResponse fails Envoy's proto validation: %v", err)
+	}
 	prm := testBase + PRMPath + r.ref.Path()
 	if tc.wantStatus == 200 {
 		ok := resp.GetOkResponse()
