@@ -77,4 +77,3 @@ func TestGoldenResponses(t *testing.T) {
 		})
 	}
 }
-
