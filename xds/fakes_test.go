@@ -76,6 +76,11 @@ func (f *fakeStore) Watch(ctx context.Context) (<-chan store.Change, error) {
 }
 
 func (f *fakeStore) AppendAudit(ctx context.Context, evs ...store.AuditEvent) error {
+	for _, ev := range evs {
+		if err := ev.Validate(); err != nil { // as the real stores do
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.audits = append(f.audits, evs...)
@@ -181,6 +186,6 @@ func routable(id string, scope store.OwnerScope, owner, remote, key string, pass
 		Config: store.Config{ID: id, OwnerScope: scope, OwnerID: owner, Name: "cfg " + id, RemoteURL: remote,
 			AuthMode: store.AuthNone, SharingMode: store.SingleUser, Status: store.ConfigEnabled, Version: 1,
 			PathPassthrough: passthrough},
-		Route: store.Route{ID: "route-" + id, ConfigID: id, OwnerScope: scope, OwnerID: owner, Key: key, Active: true},
+		Route: store.Route{ID: store.NewID(), ConfigID: id, OwnerScope: scope, OwnerID: owner, Key: key, Active: true},
 	}
 }

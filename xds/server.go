@@ -256,6 +256,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		changes, err := s.opts.Store.Watch(ctx)
 		if err == nil {
+			backoff = time.Second // subscribed: a later loss starts over
 			err = s.follow(ctx, st, changes)
 		}
 		if ctx.Err() != nil {
