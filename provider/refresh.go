@@ -36,15 +36,20 @@ func (p *Provider) EnsureFresh(ctx context.Context, st store.RuntimeState) (stri
 		return tok, nil
 	}
 	// The shared attempt must not die with the first caller's request.
-	v, err, _ := p.refreshSF.Do(st.InstanceID, func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*p.timeout)
-		defer cancel()
-		return p.refreshLocked(rctx, st)
+	ch := p.refreshSF.DoChan(st.InstanceID, func() (any, error) {
+		return p.refreshLocked(context.WithoutCancel(ctx), st)
 	})
-	if err != nil {
-		return "", err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		// This caller gives up (e.g. Envoy's ext_authz timeout); the
+		// refresh goes on and the next request reuses its result.
+		return "", fmt.Errorf("%w: %w", extauthz.ErrCredentialsTransient, ctx.Err())
 	}
-	return v.(string), nil
 }
 
 // usable opens g's access token when it is valid beyond the skew.
@@ -72,6 +77,8 @@ type errRefreshRefused struct {
 func (e *errRefreshRefused) Error() string { return "provider: refresh refused: " + e.reason }
 
 func (p *Provider) refreshLocked(ctx context.Context, st store.RuntimeState) (string, error) {
+	ctx, cancelAll := context.WithTimeout(ctx, 8*p.timeout)
+	defer cancelAll()
 	cfg, err := p.st.GetConfig(ctx, st.Config.ID)
 	if err != nil {
 		if errors.Is(err, store.ErrUnavailable) {
@@ -79,6 +86,24 @@ func (p *Provider) refreshLocked(ctx context.Context, st store.RuntimeState) (st
 		}
 		return "", fmt.Errorf("%w: config: %w", extauthz.ErrReauthRequired, err)
 	}
+	// Discovery and the client lookup happen before the lock (they may
+	// need the network when the cache is cold), so the row lock is held
+	// only for the one token request. A failure here matters only if the
+	// grant under the lock turns out to need a refresh.
+	var (
+		md     *Metadata
+		c      upstreamClient
+		preErr error
+	)
+	func() {
+		dctx, cancel := context.WithTimeout(ctx, 4*p.timeout)
+		defer cancel()
+		if md, preErr = p.Discover(dctx, cfg); preErr == nil {
+			c, preErr = p.clientFor(dctx, cfg, md)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, 2*p.timeout)
+	defer cancel()
 	var (
 		token   string
 		outcome = "reused"
@@ -101,13 +126,9 @@ func (p *Provider) refreshLocked(ctx context.Context, st store.RuntimeState) (st
 		if err != nil {
 			return nil, &errRefreshRefused{version: cur.Version, reason: ReasonNoCredentials}
 		}
-		md, err := p.Discover(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		c, err := p.clientFor(ctx, cfg, md)
-		if err != nil {
-			return nil, err
+		if preErr != nil {
+			clear(rt)
+			return nil, preErr
 		}
 		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {string(rt)}}
 		clear(rt)

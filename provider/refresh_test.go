@@ -349,3 +349,25 @@ func TestMaterialChange(t *testing.T) {
 }
 
 func secretsAAD(col, instanceID string) []byte { return secrets.AAD("grants", col, instanceID) }
+
+// TestEnsureFreshCallerGivesUp: a caller whose deadline passes (Envoy's
+// ext_authz timeout) gets a transient error at once; the refresh
+// continues and the next caller reuses it — still one upstream refresh.
+func TestEnsureFreshCallerGivesUp(t *testing.T) {
+	e := authorized(t, newMem(), envConfig{})
+	st := e.runtimeState()
+	e.clock.Advance(2 * time.Hour)
+	e.as.SetFault(providertest.Fault{Delay: 500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := e.prov.EnsureFresh(ctx, st); !errors.Is(err, extauthz.ErrCredentialsTransient) {
+		t.Fatalf("err = %v, want transient", err)
+	}
+	tok, err := e.prov.EnsureFresh(context.Background(), st)
+	if err != nil || tok == "" {
+		t.Fatalf("second caller: %v", err)
+	}
+	if n := e.as.RefreshRequests.Load(); n != 1 {
+		t.Fatalf("upstream refresh requests: %d", n)
+	}
+}
