@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -38,7 +39,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	s.m.checkLatency.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		s.m.decision("error", d.Reason)
-		s.log.Error("extauthz: check failed", "request_id", req.GetAttributes().GetRequest().GetHttp().GetId(), "err", err)
+		// During an outage every request fails the same way: log the first
+		// failure of each second and how many were suppressed, not all of
+		// them (the metric counts every one).
+		if n, ok := s.errLog.allow(time.Now()); ok {
+			s.log.Error("extauthz: check failed", "request_id", req.GetAttributes().GetRequest().GetHttp().GetId(),
+				"err", err, "suppressed_since_last", n)
+		}
 		if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
 			return nil, status.Error(codes.Canceled, "request canceled")
 		}
@@ -123,4 +130,19 @@ func headerOptions(hs []headers.Header) []*corev3.HeaderValueOption {
 		}
 	}
 	return out
+}
+
+// logLimiter lets one log line through per second and counts the rest.
+type logLimiter struct {
+	last       atomic.Int64 // unix nanoseconds of the last line let through
+	suppressed atomic.Int64
+}
+
+func (l *logLimiter) allow(now time.Time) (suppressed int64, ok bool) {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(time.Second) || !l.last.CompareAndSwap(last, now.UnixNano()) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }

@@ -164,3 +164,20 @@ func TestAuditCoalesces(t *testing.T) {
 		}
 	}
 }
+
+func TestLogLimiter(t *testing.T) {
+	var l logLimiter
+	t0 := time.Unix(1000, 0)
+	if _, ok := l.allow(t0); !ok {
+		t.Fatal("first line suppressed")
+	}
+	for i := 0; i < 5; i++ {
+		if _, ok := l.allow(t0.Add(time.Duration(i) * 100 * time.Millisecond)); ok {
+			t.Fatal("line within the second let through")
+		}
+	}
+	n, ok := l.allow(t0.Add(1500 * time.Millisecond))
+	if !ok || n != 5 {
+		t.Fatalf("after a second: ok=%v suppressed=%d, want true 5", ok, n)
+	}
+}

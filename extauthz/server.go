@@ -86,6 +86,7 @@ type Server struct {
 	prmBase  string
 	static   staticCache
 	batch    *batcher // nil: one query per request
+	errLog   logLimiter
 }
 
 // New validates opts and returns a Server.
