@@ -195,6 +195,9 @@ func (e *env) serveEnv() []string {
 		"MCPGW_XDS_RESYNC_INTERVAL=30s",
 		"MCPGW_XDS_OAUTH_SERVER_ADDR=" + e.oauth,
 		"MCPGW_CLEANUP_INTERVAL=1h",
+		// xds holds ADS streams open; a graceful stop waits for them until
+		// this bound (see the report on issue 8), so keep restarts quick.
+		"MCPGW_SHUTDOWN_TIMEOUT=2s",
 		// CIMD documents are served over TLS by the test's CA.
 		"SSL_CERT_FILE=" + e.ca.file,
 	}, e.keyEnv...)
@@ -416,6 +419,9 @@ func startProc(t testing.TB, name string, env []string, bin string, args ...stri
 	p := &proc{name: name, ready: make(chan string, 1), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
+	// Its own process group, so stop and kill reach the children of
+	// wrappers such as `go run` too.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.cmd.Stdout = &procWriter{p: p, stdout: true}
 	p.cmd.Stderr = &procWriter{p: p}
 	if err := p.cmd.Start(); err != nil {
@@ -458,11 +464,11 @@ func (p *proc) stop(t testing.TB) {
 		return
 	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(convergence):
-		p.cmd.Process.Kill()
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 		t.Errorf("%s did not stop within %v after SIGTERM", p.name, convergence)
 	}
@@ -470,7 +476,7 @@ func (p *proc) stop(t testing.TB) {
 
 // kill ends the process at once (SIGKILL), like a crash.
 func (p *proc) kill() {
-	p.cmd.Process.Kill()
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 
