@@ -47,6 +47,8 @@ func commands() []command {
 		{"migrate", "apply (up) or list (status) database migrations", runMigrate},
 		{"keygen", "write a new RSA signing key and a new encryption key", runKeygen},
 		{"reencrypt", "rewrite stored secrets under the newest encryption key", runReencrypt},
+		{"bootstrap", "create the first system admin and print its API token once", runBootstrap},
+		{"admin", "manage users, orgs, configs, assignments, audit over the API", runAdmin},
 	}
 }
 
