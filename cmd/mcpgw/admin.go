@@ -50,8 +50,8 @@ type adminReq struct {
 
 type adminClient struct {
 	server, token, output string
-	http              *http.Client
-	stdout, stderr    io.Writer
+	http                  *http.Client
+	stdout, stderr        io.Writer
 }
 
 func runAdmin(ctx context.Context, a *app, args []string) error {
