@@ -115,7 +115,14 @@ func registered() []string {
 }
 
 // serve runs cfg.Components (those registered, in dev) until ctx ends.
-func serve(ctx context.Context, a *app, cfg *config.Config) error {
+func serve(ctx context.Context, a *app, cfg *config.Config) error { return serveThen(ctx, a, cfg, nil) }
+
+// afterReadyFunc runs once every listener is bound and the readiness line
+// is printed (dev seeding, dev_seed.go). Its error is logged, not fatal.
+type afterReadyFunc func(ctx context.Context, a *app, cfg *config.Config, st store.Store) error
+
+// serveThen is serve with a hook run after the readiness line.
+func serveThen(ctx context.Context, a *app, cfg *config.Config, afterReady afterReadyFunc) error {
 	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
@@ -223,6 +230,11 @@ func serve(ctx context.Context, a *app, cfg *config.Config) error {
 	parts = append(parts, "public_base_url="+cfg.PublicBaseURL)
 	fmt.Fprintf(a.stdout, "mcpgw ready %s\n", strings.Join(parts, " "))
 	log.Info("ready", "mode", mode(cfg), "store", storeKind, "components", strings.Join(run, ","))
+	if afterReady != nil {
+		if err := afterReady(gctx, a, cfg, st); err != nil {
+			log.Warn("after-ready step failed", "err", err)
+		}
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
@@ -370,6 +382,7 @@ func serveGRPC(ctx context.Context, ln net.Listener, s *grpc.Server, timeout tim
 func runDev(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
+	seed := addDevSeedFlags(fs)
 	cfg, err := config.Load(fs, args, a.environ)
 	if err != nil {
 		if err == flag.ErrHelp {
@@ -381,8 +394,11 @@ func runDev(ctx context.Context, a *app, args []string) error {
 		return usageErr(fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	cfg.Dev = true
+	if err := seed.prepare(cfg); err != nil {
+		return usageErr(err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr(err)
 	}
-	return serve(ctx, a, cfg)
+	return serveThen(ctx, a, cfg, seed.run)
 }
