@@ -120,10 +120,10 @@ type adsClient struct {
 	first  bool
 }
 
-func dialADS(t testing.TB, addr, nodeID, cluster string) *adsClient {
+func dialADS(t testing.TB, addr, nodeID, cluster string, callOpts ...grpc.CallOption) *adsClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+		grpc.WithDefaultCallOptions(append([]grpc.CallOption{grpc.MaxCallRecvMsgSize(256 << 20)}, callOpts...)...),
 		// Envoy's HTTP/2 defaults for its gRPC clients (256 MiB stream
 		// window) so large RDS pushes are not throttled by Go's small
 		// default windows.

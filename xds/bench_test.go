@@ -245,8 +245,10 @@ func BenchmarkRotationLatency10k(b *testing.B) {
 	// Subscribe 10 clients (full initial exchange), then let a goroutine
 	// per client ACK every RDS push and note when it arrived.
 	for i := 0; i < clients; i++ {
-		c := dialADS(b, lis.Addr().String(), fmt.Sprintf("envoy-%d", i), "bench")
+		codec := newLeanCodec()
+		c := dialADS(b, lis.Addr().String(), fmt.Sprintf("envoy-%d", i), "bench", grpc.ForceCodecV2(codec))
 		c.subscribe(DefaultRouteConfigName)
+		codec.lean.Store(true) // from now on read only the envelope (see leanCodec)
 		go func(i int, c *adsClient) {
 			for r := range c.resp {
 				if r.GetTypeUrl() != resourcev3.RouteType {

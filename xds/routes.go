@@ -162,6 +162,7 @@ func (b *builder) virtualHost(routes []*routev3.Route) *routev3.VirtualHost {
 // Field numbers of the wire encoding assembled by encodedRouteConfig
 // (envoy/config/route/v3/route.proto and route_components.proto).
 const (
+	fieldRouteConfigName         protowire.Number = 1 // RouteConfiguration.name
 	fieldRouteConfigVirtualHosts protowire.Number = 2 // RouteConfiguration.virtual_hosts
 	fieldVirtualHostRoutes       protowire.Number = 3 // VirtualHost.routes
 )
@@ -202,25 +203,31 @@ func appendRoute(b, route []byte) []byte {
 // verbatim, and every receiver (Envoy, or proto.Unmarshal) sees the
 // ordinary fields. Code that inspects the Go message must decode it first
 // (decodeRouteConfig).
-func (e *routeEncoder) encode(routes [][]byte) *routev3.RouteConfiguration {
-	// One allocation, one copy of each route: size the virtual host first,
-	// then write RouteConfiguration.virtual_hosts' tag and length and the
-	// virtual host's bytes straight into the final buffer.
+func (e *routeEncoder) encode(routes [][]byte) (*routev3.RouteConfiguration, []byte) {
+	// One allocation, one copy of each route: size everything first, then
+	// write the complete wire form — name (field 1), then virtual_hosts
+	// (field 2) with the virtual host's bytes — into one buffer. The Go
+	// message keeps the name as a field and the rest as unknown fields (a
+	// subslice, not a copy); its deterministic marshal equals wire, which is
+	// returned so the stream fan-out can send it without marshaling.
 	vhLen := len(e.vhPrefix) + len(e.vhSuffix)
 	for _, r := range routes {
 		vhLen += protowire.SizeTag(fieldVirtualHostRoutes) + protowire.SizeBytes(len(r))
 	}
-	raw := make([]byte, 0, protowire.SizeTag(fieldRouteConfigVirtualHosts)+protowire.SizeBytes(vhLen))
-	raw = protowire.AppendTag(raw, fieldRouteConfigVirtualHosts, protowire.BytesType)
-	raw = protowire.AppendVarint(raw, uint64(vhLen))
-	raw = append(raw, e.vhPrefix...)
+	nameLen := protowire.SizeTag(fieldRouteConfigName) + protowire.SizeBytes(len(e.name))
+	wire := make([]byte, 0, nameLen+protowire.SizeTag(fieldRouteConfigVirtualHosts)+protowire.SizeBytes(vhLen))
+	wire = protowire.AppendTag(wire, fieldRouteConfigName, protowire.BytesType)
+	wire = protowire.AppendString(wire, e.name)
+	wire = protowire.AppendTag(wire, fieldRouteConfigVirtualHosts, protowire.BytesType)
+	wire = protowire.AppendVarint(wire, uint64(vhLen))
+	wire = append(wire, e.vhPrefix...)
 	for _, r := range routes {
-		raw = appendRoute(raw, r)
+		wire = appendRoute(wire, r)
 	}
-	raw = append(raw, e.vhSuffix...)
+	wire = append(wire, e.vhSuffix...)
 	rc := &routev3.RouteConfiguration{Name: e.name}
-	rc.ProtoReflect().SetUnknown(protoreflect.RawFields(raw))
-	return rc
+	rc.ProtoReflect().SetUnknown(protoreflect.RawFields(wire[nameLen:]))
+	return rc, wire
 }
 
 // decodeRouteConfig returns the fully decoded form of a served route

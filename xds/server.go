@@ -430,6 +430,7 @@ func (s *Server) finish(ctx context.Context, st *state, trans []transition) erro
 	if err != nil {
 		return err
 	}
+	s.shared.preset(st.routeWire)
 	s.metrics.configs.Set(float64(len(st.ids)))
 	down := map[string]int{problemNonPublic: 0, problemResolve: 0, problemPlainHTTP: 0, problemBadURL: 0}
 	for _, e := range st.entries {

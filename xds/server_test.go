@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -46,7 +47,11 @@ func TestEncodedRouteConfigMatchesTyped(t *testing.T) {
 		typed = append(typed, r)
 		enc = append(enc, mustMarshal(r))
 	}
-	got, err := decodeRouteConfig(b.newRouteEncoder().encode(enc))
+	served, wire := b.newRouteEncoder().encode(enc)
+	if m := mustMarshal(served); !bytes.Equal(m, wire) {
+		t.Fatal("marshal of the served route configuration differs from its pre-encoded wire bytes")
+	}
+	got, err := decodeRouteConfig(served)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,9 @@ type sharedMarshalCache struct {
 	mu    sync.Mutex
 	memo  map[memoKey][]byte
 	order []memoKey // insertion order, for bounded eviction
+	// known holds wire bytes the builder already produced, by resource
+	// identity (the route configuration), so they are never re-marshaled.
+	known []preEncoded
 	// marshals counts actual serializations (tests).
 	marshals int
 }
@@ -80,10 +83,38 @@ func (c *sharedMarshalCache) CreateWatch(req *cache.Request, sub cache.Subscript
 	}, nil
 }
 
+// preset registers the wire bytes of a resource about to be published
+// (the last few are kept).
+func (c *sharedMarshalCache) preset(p preEncoded) {
+	if p.res == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range c.known {
+		if k.res == p.res {
+			return
+		}
+	}
+	c.known = append(c.known, p)
+	if len(c.known) > 4 {
+		c.known = c.known[1:]
+	}
+}
+
 // bytesFor returns the memoized wire form of a resource.
 func (c *sharedMarshalCache) bytesFor(k memoKey, r types.Resource) ([]byte, error) {
 	c.mu.Lock()
 	b, ok := c.memo[k]
+	if !ok {
+		for _, p := range c.known {
+			if p.res == r {
+				b, ok = p.wire, true
+				c.remember(k, b)
+				break
+			}
+		}
+	}
 	c.mu.Unlock()
 	if ok {
 		return b, nil
@@ -95,15 +126,21 @@ func (c *sharedMarshalCache) bytesFor(k memoKey, r types.Resource) ([]byte, erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.memo[k]; !ok {
-		c.memo[k] = b
-		c.order = append(c.order, k)
+		c.remember(k, b)
 		c.marshals++
-		for len(c.order) > memoLimit {
-			delete(c.memo, c.order[0])
-			c.order = c.order[1:]
-		}
 	}
 	return b, nil
+}
+
+// remember stores b under k, evicting the oldest entries beyond memoLimit.
+// c.mu must be held.
+func (c *sharedMarshalCache) remember(k memoKey, b []byte) {
+	c.memo[k] = b
+	c.order = append(c.order, k)
+	for len(c.order) > memoLimit {
+		delete(c.memo, c.order[0])
+		c.order = c.order[1:]
+	}
 }
 
 // sharedResponse is a response whose resources come from the memo.

@@ -92,6 +92,14 @@ type state struct {
 	// says whether a resource name set changed since (see snapshot).
 	checked    *cache.Snapshot
 	namesDirty bool
+	// routeWire is the wire form of the current route configuration.
+	routeWire preEncoded
+}
+
+// preEncoded pairs a served resource with its exact wire bytes.
+type preEncoded struct {
+	res  types.Resource
+	wire []byte
 }
 
 func newState(b *builder) *state {
@@ -265,7 +273,9 @@ func (st *state) snapshot() (*cache.Snapshot, error) {
 				h.Write(e.routeDigest[:])
 			}
 		}
-		st.res[types.Route] = cache.NewResources(versionOf(h), []types.Resource{st.routes.encode(routes)})
+		rc, wire := st.routes.encode(routes)
+		st.routeWire = preEncoded{res: rc, wire: wire}
+		st.res[types.Route] = cache.NewResources(versionOf(h), []types.Resource{rc})
 		st.routesDirty = false
 	}
 	if st.clustersDirty {
