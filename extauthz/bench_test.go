@@ -37,3 +37,34 @@ func benchDecide(b *testing.B, cacheSize int) {
 
 func BenchmarkDecideCachedToken(b *testing.B)  { benchDecide(b, 0) }
 func BenchmarkDecideNoTokenCache(b *testing.B) { benchDecide(b, -1) }
+
+// BenchmarkCheckGRPC is Check over real loopback gRPC with the recheck
+// answered from memory: the cost extauthz adds on top of the database
+// round trip, client side included.
+func BenchmarkCheckGRPC(b *testing.B) {
+	fs := &fakeStore{}
+	e := newEnv(b, fs, nil)
+	r := newRoute(store.ScopeOrg)
+	st := okState(r, store.AuthStaticHeaders)
+	st.Config.StaticHeaders = sealStatic(b, e.kr, r.ref.ConfigID, `{"authorization":"Bearer up","x-upstream-tenant":"t1"}`)
+	st.Config.StaticHeaderNames = []string{"authorization", "x-upstream-tenant"}
+	fs.state = st
+	req := fixture(b, "envoy_post_initialize.json", r, "", mint(b, e.key, r.claims(e.clock.Now())))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			resp, err := e.client.Check(ctx, req)
+			if err != nil || resp.GetOkResponse() == nil {
+				b.Fatalf("not allowed: %v %v", resp, err)
+			}
+			if i++; i%1024 == 0 {
+				fs.mu.Lock()
+				fs.queries = fs.queries[:0]
+				fs.mu.Unlock()
+			}
+		}
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -496,7 +495,6 @@ func runCheckCase(t *testing.T, tc checkCase) {
 	if !slices.Contains([]string{bodyUnauthorized, bodyForbidden, bodyNotFound, bodyBadRequest, bodyUnavailable}, body) {
 		t.Errorf("denial body %q is not one of the generic bodies", body)
 	}
-	_ = http.StatusOK
 }
 
 // TestStaticCacheKeepsAADBinding: a static-header ciphertext that opened for
