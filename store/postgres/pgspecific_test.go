@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mcpgw/store"
 	"mcpgw/store/postgres"
@@ -274,5 +276,46 @@ func TestCallerErrorsPassThrough(t *testing.T) {
 	c, err := w.s.GetConfig(ctx, w.cfg.ID)
 	if err != nil || c.Name != w.cfg.Name {
 		t.Fatalf("config changed: %+v %v", c, err)
+	}
+}
+
+// countTracer counts statements sent by a pool.
+type countTracer struct{ n atomic.Int64 }
+
+func (c *countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *countTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestResolveRuntimeOneStatement: every ResolveRuntime call, allowed or
+// denied for any reason, sends exactly one statement (DESIGN §6 step 6:
+// one round trip once the statement is prepared on the connection).
+func TestResolveRuntimeOneStatement(t *testing.T) {
+	tr := &countTracer{}
+	w := newWorld(t, postgres.WithPoolConfig(func(c *pgxpool.Config) { c.ConnConfig.Tracer = tr }))
+	ctx := context.Background()
+	other := w.query()
+	other.UserID = w.owner // member (owner) but not assigned
+	unknown := w.query()
+	unknown.ConfigID = store.NewID()
+	for _, tc := range []struct {
+		name string
+		q    store.RuntimeQuery
+		want store.Reason
+	}{
+		{"ok", w.query(), store.ReasonOK},
+		{"not_assigned", other, store.ReasonNotAssigned},
+		{"route_not_found", unknown, store.ReasonRouteNotFound},
+	} {
+		before := tr.n.Load()
+		st, err := w.s.ResolveRuntime(ctx, tc.q)
+		if err != nil || st.Reason != tc.want {
+			t.Fatalf("%s: reason %q err %v", tc.name, st.Reason, err)
+		}
+		if n := tr.n.Load() - before; n != 1 {
+			t.Errorf("%s: %d statements, want 1", tc.name, n)
+		}
 	}
 }
