@@ -202,11 +202,14 @@ func LooksLikeCredential(name string) bool {
 // clientAllowed is the deny-by-default allowlist of client headers that may
 // reach the upstream (DESIGN §6 step 8): the MCP Streamable HTTP transport
 // headers (MCP 2026-07-28 adds mcp-method and mcp-name), content
-// negotiation, and the client's user agent. Everything else is removed.
+// negotiation, the body's own metadata (content-type, content-encoding:
+// the body streams through unchanged, so stripping its encoding would
+// corrupt it), and the client's user agent. Everything else is removed.
 // ClientAllowed is the same set as a switch (kept equal by a test).
 var clientAllowed = map[string]bool{
 	"accept":               true,
 	"accept-encoding":      true,
+	"content-encoding":     true,
 	"content-type":         true,
 	"last-event-id":        true,
 	"mcp-method":           true,
@@ -236,7 +239,7 @@ func IsTransport(name string) bool {
 // ClientAllowed reports whether a client header may be forwarded upstream.
 func ClientAllowed(name string) bool {
 	switch name {
-	case "accept", "accept-encoding", "content-type", "last-event-id", "mcp-method",
+	case "accept", "accept-encoding", "content-encoding", "content-type", "last-event-id", "mcp-method",
 		"mcp-name", "mcp-protocol-version", "mcp-session-id", "user-agent":
 		return true
 	}

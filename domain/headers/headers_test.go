@@ -94,7 +94,7 @@ func TestClassification(t *testing.T) {
 			t.Errorf("LooksLikeCredential(%q) = %v, want %v", n, got, want)
 		}
 	}
-	want := []string{"accept", "accept-encoding", "content-type", "last-event-id", "mcp-method", "mcp-name", "mcp-protocol-version", "mcp-session-id", "user-agent"}
+	want := []string{"accept", "accept-encoding", "content-encoding", "content-type", "last-event-id", "mcp-method", "mcp-name", "mcp-protocol-version", "mcp-session-id", "user-agent"}
 	if got := ClientAllowlist(); !slices.Equal(got, want) {
 		t.Errorf("ClientAllowlist() = %v, want %v", got, want)
 	}
