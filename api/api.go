@@ -384,3 +384,15 @@ func pathID(r *http.Request, name string) (string, error) {
 func actor(p oauthserver.Principal, typ string) *store.AuditEvent {
 	return &store.AuditEvent{Type: typ, Outcome: "success", ActorUserID: p.User.ID, Metadata: map[string]string{"via": p.Via}}
 }
+
+// Routes lists every endpoint as "METHOD /path" (the README API reference
+// and the CLI are checked against it by tests). POST /api/v1/connect-tokens
+// is served by oauthserver on the same listener and is listed too.
+func Routes() []string {
+	h := &Handler{}
+	var out []string
+	for _, r := range h.endpoints() {
+		out = append(out, r.pattern)
+	}
+	return append(out, "POST /api/v1/connect-tokens")
+}
