@@ -225,7 +225,8 @@ func TestPlantedSecretNeverLogged(t *testing.T) {
 // TestSnapshotsAlwaysConsistent drives the state through adds, removals,
 // rotations, URL changes and unroutable URLs and checks every snapshot it
 // produces with go-control-plane's Consistent() directly — including the
-// ones for which state reused the previous check (content-only changes).
+// ones for which state reused the previous check (content-only changes) —
+// and every resource in it with Envoy's generated ValidateAll.
 func TestSnapshotsAlwaysConsistent(t *testing.T) {
 	_, res, opts := goldenFixture()
 	res.set("x.example", time.Minute, "1.1.1.1")
@@ -264,6 +265,13 @@ func TestSnapshotsAlwaysConsistent(t *testing.T) {
 		}
 		if err := snap.Consistent(); err != nil {
 			t.Fatalf("step %d: snapshot not consistent: %v", step, err)
+		}
+		for typeURL := range kindDirs {
+			for name, r := range snap.GetResources(typeURL) {
+				if err := roundTrip(t, r).(validator).ValidateAll(); err != nil {
+					t.Fatalf("step %d: %s %q fails Envoy validation: %v", step, typeURL, name, err)
+				}
+			}
 		}
 		if !wasDirty {
 			reused++
