@@ -46,6 +46,9 @@ type checkCase struct {
 	wantRemoved   []string          // subset of headers_to_remove
 	wantKept      []string          // never in headers_to_remove
 	wantNoDB      bool              // ResolveRuntime must not be called
+	// wantResponse are headers that must be on the response to the client
+	// (denial headers, or response_headers_to_add on allow).
+	wantResponse map[string]string
 }
 
 const (
@@ -210,6 +213,28 @@ func checkCases() []checkCase {
 			setHeader("origin", "https://evil.example")(req)
 			delHeader("authorization")(req)
 		}, wantStatus: 403, wantReason: ReasonOrigin, wantNoDB: true},
+
+		{name: "CORS preflight from allowed origin", req: func(req *authv3.CheckRequest) {
+			req.Attributes.Request.Http.Method = "OPTIONS"
+			h := req.Attributes.Request.Http.Headers
+			h[":method"], h["origin"], h["access-control-request-method"] = "OPTIONS", testOrigin, "POST"
+			h["access-control-request-headers"] = "authorization, mcp-session-id"
+			delete(h, "authorization")
+		}, wantStatus: 204, wantReason: ReasonPreflight, wantNoDB: true, wantResponse: map[string]string{
+			"access-control-allow-origin": testOrigin, "access-control-allow-methods": "DELETE, GET, OPTIONS, POST", "vary": "origin"}},
+		{name: "CORS preflight from disallowed origin", req: func(req *authv3.CheckRequest) {
+			req.Attributes.Request.Http.Method = "OPTIONS"
+			h := req.Attributes.Request.Http.Headers
+			h["origin"], h["access-control-request-method"] = "https://evil.example", "POST"
+			delete(h, "authorization")
+		}, wantStatus: 403, wantReason: ReasonOrigin, wantNoDB: true},
+		{name: "allowed origin can read the challenge", req: func(req *authv3.CheckRequest) {
+			setHeader("origin", "https://APP.example.test:443")(req)
+			delHeader("authorization")(req)
+		}, wantStatus: 401, wantReason: ReasonNoToken, wantChallenge: chNoToken, wantNoDB: true, wantResponse: map[string]string{
+			"access-control-allow-origin": testOrigin, "access-control-expose-headers": "mcp-session-id, www-authenticate"}},
+		{name: "allowed origin gets CORS on allow", req: setHeader("origin", testOrigin), wantStatus: 200, wantReason: ReasonAllowed,
+			wantInjected: map[string]string{}, wantResponse: map[string]string{"access-control-allow-origin": testOrigin, "vary": "origin"}},
 
 		// Step 3: bearer.
 		{name: "no authorization", req: delHeader("authorization"), wantStatus: 401, wantReason: ReasonNoToken, wantChallenge: chNoToken, wantNoDB: true},
@@ -437,6 +462,15 @@ func runCheckCase(t *testing.T, tc checkCase) {
 		if !slices.IsSorted(names) || !slices.IsSorted(ok.GetHeadersToRemove()) {
 			t.Errorf("headers not sorted: set %v, remove %v", names, ok.GetHeadersToRemove())
 		}
+		resp := map[string]string{}
+		for _, h := range ok.GetResponseHeadersToAdd() {
+			resp[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		for k, v := range tc.wantResponse {
+			if resp[k] != v {
+				t.Errorf("response header %s = %q, want %q", k, resp[k], v)
+			}
+		}
 		removed := ok.GetHeadersToRemove()
 		for _, n := range tc.wantRemoved {
 			if !slices.Contains(removed, n) {
@@ -473,7 +507,9 @@ func runCheckCase(t *testing.T, tc checkCase) {
 	}
 	var challenge string
 	var hn []string
+	got := map[string]string{}
 	for _, h := range den.GetHeaders() {
+		got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 		hn = append(hn, h.GetHeader().GetKey())
 		if h.GetHeader().GetKey() == "www-authenticate" {
 			challenge = h.GetHeader().GetValue()
@@ -481,6 +517,14 @@ func runCheckCase(t *testing.T, tc checkCase) {
 	}
 	if !slices.IsSorted(hn) {
 		t.Errorf("denial headers not sorted: %v", hn)
+	}
+	for k, v := range tc.wantResponse {
+		if got[k] != v {
+			t.Errorf("denial header %s = %q, want %q", k, got[k], v)
+		}
+	}
+	if tc.wantResponse == nil && got["access-control-allow-origin"] != "" {
+		t.Errorf("unexpected CORS header on %v", got)
 	}
 	want := strings.ReplaceAll(tc.wantChallenge, "{prm}", prm)
 	if challenge != want {
@@ -492,7 +536,11 @@ func runCheckCase(t *testing.T, tc checkCase) {
 			t.Errorf("denial body %q reveals %q", body, leak)
 		}
 	}
-	if !slices.Contains([]string{bodyUnauthorized, bodyForbidden, bodyNotFound, bodyBadRequest, bodyUnavailable}, body) {
+	if tc.wantStatus == 204 {
+		if body != "" {
+			t.Errorf("204 with body %q", body)
+		}
+	} else if !slices.Contains([]string{bodyUnauthorized, bodyForbidden, bodyNotFound, bodyBadRequest, bodyUnavailable}, body) {
 		t.Errorf("denial body %q is not one of the generic bodies", body)
 	}
 }

@@ -77,6 +77,7 @@ const (
 	ReasonHeaderConflict      = "header_conflict"
 	ReasonInfrastructure      = "store_unavailable"
 	ReasonRecheckInvalidQuery = "recheck_invalid_query"
+	ReasonPreflight           = "cors_preflight"
 )
 
 // Generic bodies: the status says what the client can do; nothing more.
@@ -97,6 +98,18 @@ const PRMPath = "/.well-known/oauth-protected-resource"
 // failure (it matches store.ErrUnavailable) so Check can answer gRPC
 // Unavailable and Envoy's fail-closed setting applies.
 func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
+	d, err := s.decide(ctx, r)
+	// A browser client on an allowed origin must be able to read every
+	// answer, denials and challenges included (CORS).
+	if o, ok := r.Headers["origin"]; ok && err == nil && d.Reason != ReasonOrigin {
+		if n, ok := normalizeOrigin(o); ok { // the browser's own serialization
+			d.ResponseHeaders = withCORS(d.ResponseHeaders, n)
+		}
+	}
+	return d, err
+}
+
+func (s *Server) decide(ctx context.Context, r Request) (Decision, error) {
 	// 1. Path: a route root, or a validated descendant (allowed only with
 	// path_passthrough, known after step 6), naming the route Envoy matched.
 	rp, err := parsePath(r.Path)
@@ -112,8 +125,16 @@ func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
 
 	// 2. Origin: absent is fine (non-browser clients); present must match
 	// exactly, before anything is loaded (MCP transport: DNS rebinding).
-	if o, ok := r.Headers["origin"]; ok && !s.originAllowed(o) {
-		return deny(http.StatusForbidden, ReasonOrigin, bodyForbidden), nil
+	if o, ok := r.Headers["origin"]; ok {
+		if !s.originAllowed(o) {
+			return deny(http.StatusForbidden, ReasonOrigin, bodyForbidden), nil
+		}
+		// A CORS preflight never carries credentials (Fetch standard,
+		// CORS-preflight request): answer it here, for an allowed origin
+		// only, without touching the token or the database.
+		if r.Method == http.MethodOptions && r.Headers["access-control-request-method"] != "" {
+			return Decision{Status: http.StatusNoContent, Reason: ReasonPreflight, ResponseHeaders: preflightHeaders}, nil
+		}
 	}
 
 	// 3. Bearer: exactly one Authorization: Bearer value; never a token in
@@ -350,6 +371,33 @@ func asUnavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// preflightHeaders answer a CORS preflight from an allowed origin: the
+// methods and request headers of the MCP Streamable HTTP transport
+// (withCORS adds the origin itself).
+var preflightHeaders = []headers.Header{
+	{Name: "access-control-allow-headers", Value: "accept, authorization, content-type, last-event-id, mcp-method, mcp-name, mcp-protocol-version, mcp-session-id"},
+	{Name: "access-control-allow-methods", Value: "DELETE, GET, OPTIONS, POST"},
+	{Name: "access-control-max-age", Value: "600"},
+	{Name: "cache-control", Value: "no-store"},
+}
+
+// withCORS adds the CORS response headers for an allowed origin (the exact
+// value the browser sent) and keeps the list sorted: the client may read
+// the MCP session id and the WWW-Authenticate challenge. Credentials mode
+// is not enabled: the bearer token travels in Authorization, never in
+// cookies.
+func withCORS(hs []headers.Header, origin string) []headers.Header {
+	out := make([]headers.Header, 0, len(hs)+3)
+	out = append(out, hs...)
+	out = append(out,
+		headers.Header{Name: "access-control-allow-origin", Value: origin},
+		headers.Header{Name: "access-control-expose-headers", Value: "mcp-session-id, www-authenticate"},
+		headers.Header{Name: "vary", Value: "origin"},
+	)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 var denyHeaders = []headers.Header{
