@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,6 +13,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"mcpgw/config"
+	"mcpgw/domain/signing"
+	"mcpgw/extauthz"
 )
 
 // TestServeAuthz runs `mcpgw dev --components=authz` in-process: the
@@ -69,4 +76,44 @@ func TestServeAuthz(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no shutdown")
 	}
+}
+
+// TestAuthzKeys: authz.jwks_url wins over key files (extauthz deployed apart
+// from them), key files are used otherwise, and neither is a startup error.
+func TestAuthzKeys(t *testing.T) {
+	set, err := signing.NewSet(mustKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(set.JWKS()) }))
+	defer jwks.Close()
+	logger := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+
+	cfg := config.Default()
+	cfg.Authz.JWKSURL = jwks.URL
+	keys, err := authzKeys(ctx, Deps{Config: cfg, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := keys.(*extauthz.JWKS); !ok {
+		t.Fatalf("jwks_url set: got %T, want *extauthz.JWKS", keys)
+	}
+	if _, err := keys.PublicKey(ctx, set.Current.ID); err != nil {
+		t.Fatalf("key from JWKS: %v", err)
+	}
+
+	cfg = config.Default() // no keys at all
+	if _, err := authzKeys(ctx, Deps{Config: cfg, Logger: logger}); err == nil {
+		t.Fatal("no verification keys accepted")
+	}
+}
+
+func mustKey(t *testing.T) signing.Key {
+	t.Helper()
+	k, err := signing.Generate(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
