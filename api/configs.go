@@ -571,7 +571,8 @@ func (h *Handler) updateConfig(r *http.Request, p oauthserver.Principal) (int, a
 	ev := actor(p, "config.update")
 	ev.OwnerScope, ev.OwnerID, ev.ConfigID = cur.OwnerScope, cur.OwnerID, cur.ID
 	updated, material, err := h.st.UpdateConfig(ctx, id, func(c *store.Config) error {
-		nd, err := build(*c)
+		old := *c
+		nd, err := build(old)
 		if err != nil {
 			return err
 		}
@@ -584,7 +585,7 @@ func (h *Handler) updateConfig(r *http.Request, p oauthserver.Principal) (int, a
 		if nd.static != nil {
 			c.StaticHeaders, c.StaticHeaderNames = sealed.StaticHeaders, sealed.StaticHeaderNames
 		}
-		ev.Metadata["material"] = boolStr(store.MaterialChange(&cur, c))
+		ev.Metadata["material"] = boolStr(store.MaterialChange(&old, c))
 		return nil
 	}, ev)
 	if err != nil {
