@@ -319,3 +319,43 @@ func TestResolveRuntimeOneStatement(t *testing.T) {
 		}
 	}
 }
+
+// TestDatabaseLossIsUnavailable: when the server kills the pool's
+// connections and then the database disappears, every call fails with
+// ErrUnavailable (callers fail closed), never with another sentinel that
+// could be mistaken for a decision.
+func TestDatabaseLossIsUnavailable(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	var name string
+	if err := w.s.Pool().QueryRow(ctx, "SELECT current_database()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, pgtest.BaseDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]func() error{
+		"ResolveRuntime": func() error { _, err := w.s.ResolveRuntime(ctx, w.query()); return err },
+		"GetUser":        func() error { _, err := w.s.GetUser(ctx, w.user); return err },
+		"Assign": func() error {
+			_, err := w.s.Assign(ctx, store.Assignment{ConfigID: w.cfg.ID, UserID: w.owner}, nil)
+			return err
+		},
+		"ConsumeAuthCode": func() error {
+			_, err := w.s.ConsumeAuthCode(ctx, bytes.Repeat([]byte{1}, 32), t0)
+			return err
+		},
+		"Ping":  func() error { return w.s.Ping(ctx) },
+		"Watch": func() error { _, err := w.s.Watch(ctx); return err },
+	}
+	for name, fn := range checks {
+		if err := fn(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s after database loss: %v, want ErrUnavailable", name, err)
+		}
+	}
+}
