@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -143,23 +146,31 @@ func (p plantingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return p.base.RoundTrip(r)
 }
 
-// sdkSession connects the Go MCP SDK client with its OAuth handler (DCR)
-// to a route through the data plane, authorizing once.
-func (e *env) sdkSession(t *testing.T, ctx context.Context, s seeded) (*mcp.ClientSession, auth.OAuthHandler, *atomic.Int32) {
+// sdkSession connects the Go MCP SDK client with its OAuth handler to a
+// route through the data plane, authorizing once. The client registers by
+// DCR, or, when cimdURL is set, names itself with that Client ID Metadata
+// Document.
+func (e *env) sdkSession(t *testing.T, ctx context.Context, s seeded, cimdURL string) (*mcp.ClientSession, auth.OAuthHandler, *atomic.Int32) {
 	t.Helper()
 	var consents int
-	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+	cfg := &auth.AuthorizationCodeHandlerConfig{
+		AuthorizationCodeFetcher: e.fetcher(t, &consents),
+		Client:                   &http.Client{Timeout: convergence},
+	}
+	if cimdURL != "" {
+		cfg.ClientIDMetadataDocumentConfig = &auth.ClientIDMetadataDocumentConfig{URL: cimdURL}
+		cfg.RedirectURL = clientRedirect
+	} else {
+		cfg.DynamicClientRegistrationConfig = &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
 			RedirectURIs:            []string{clientRedirect},
 			TokenEndpointAuthMethod: "none",
 			GrantTypes:              []string{"authorization_code", "refresh_token"},
 			ResponseTypes:           []string{"code"},
 			Scope:                   "mcp:access",
 			ClientName:              "Go SDK e2e client",
-		}},
-		AuthorizationCodeFetcher: e.fetcher(t, &consents),
-		Client:                   &http.Client{Timeout: convergence},
-	})
+		}}
+	}
+	h, err := auth.NewAuthorizationCodeHandler(cfg)
 	if err != nil {
 		t.Fatalf("NewAuthorizationCodeHandler: %v", err)
 	}
@@ -250,4 +261,25 @@ func mcpInit(t testing.TB, url, token string, hdr map[string]string) int {
 	}
 	readAll(resp)
 	return resp.StatusCode
+}
+
+// serveCIMD serves a Client ID Metadata Document over TLS signed by the
+// test CA (mcpgw trusts it through SSL_CERT_FILE; 127.0.0.1 is on the dev
+// allowlist) and returns its URL, which is the client_id.
+func (e *env) serveCIMD(t *testing.T) string {
+	t.Helper()
+	var docURL string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"client_id": docURL, "client_name": "Go SDK e2e CIMD client", "redirect_uris": []string{clientRedirect},
+			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
+			"token_endpoint_auth_method": "none",
+		})
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{e.ca.leaf(t, []net.IP{net.IPv4(127, 0, 0, 1)})}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	docURL = srv.URL + "/oauth/client.json"
+	return docURL
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -77,10 +78,13 @@ func TestGoSDKClient(t *testing.T) {
 		spec      configSpec
 		wantAuthz string // the Authorization the upstream must receive ("" = none)
 		wantAux   string
+		cimd      bool // register by Client ID Metadata Document instead of DCR
 	}{
 		{name: "none", spec: configSpec{name: "plain", mode: store.AuthNone, aux: map[string]string{"x-tenant": "e2e"}}, wantAux: "e2e"},
 		{name: "static_headers", spec: configSpec{name: "static", mode: store.AuthStaticHeaders,
 			static: map[string]string{"authorization": upstreamSecret}}, wantAuthz: upstreamSecret},
+		{name: "static_headers via CIMD", spec: configSpec{name: "static cimd", mode: store.AuthStaticHeaders,
+			static: map[string]string{"authorization": upstreamSecret}}, wantAuthz: upstreamSecret, cimd: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,7 +93,11 @@ func TestGoSDKClient(t *testing.T) {
 			e.waitRoute(s)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*convergence)
 			defer cancel()
-			sess, h, progress := e.sdkSession(t, ctx, s)
+			var cimdURL string
+			if tc.cimd {
+				cimdURL = e.serveCIMD(t)
+			}
+			sess, h, progress := e.sdkSession(t, ctx, s, cimdURL)
 
 			tools, err := sess.ListTools(ctx, nil)
 			if err != nil {
@@ -115,6 +123,9 @@ func TestGoSDKClient(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.plant(tok.AccessToken, tok.RefreshToken)
+			if c := jwtClaims(t, tok.AccessToken); tc.cimd && c["client_id"] != cimdURL || !tc.cimd && !strings.HasPrefix(fmt.Sprint(c["client_id"]), "dcr:") {
+				t.Errorf("token client_id = %v (CIMD %v)", c["client_id"], tc.cimd)
+			}
 			checkUpstreamHeaders(t, got, tok.AccessToken, tc.wantAuthz)
 			if tc.wantAux != "" && strings.Join(got["x-tenant"], ",") != tc.wantAux {
 				t.Errorf("auxiliary header x-tenant = %q, want %q", got["x-tenant"], tc.wantAux)
@@ -191,4 +202,23 @@ func keys(m map[string][]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// jwtClaims decodes a JWT's claims without verifying it (the gateway
+// verified it; the test only reads which client it was issued to).
+func jwtClaims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
