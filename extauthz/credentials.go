@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -128,7 +128,7 @@ func (s *Server) staticHeaders(cfg store.RuntimeConfig) ([]headers.Header, error
 	for k, v := range m {
 		out = append(out, headers.Header{Name: k, Value: v})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, byName)
 	s.static.put(cfg.ID, cfg.StaticHeaders, out)
 	return out, nil
 }

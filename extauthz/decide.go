@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -281,7 +281,7 @@ func (s *Server) upstreamHeaders(ctx context.Context, st store.RuntimeState) (se
 	}
 	// A static header and an auxiliary header with the same name were
 	// refused by ValidateSources; sort for a deterministic response.
-	sort.Slice(set, func(i, j int) bool { return set[i].Name < set[j].Name })
+	slices.SortFunc(set, byName)
 	return set, "", 0, nil
 }
 
@@ -396,7 +396,7 @@ func withCORS(hs []headers.Header, origin string) []headers.Header {
 		headers.Header{Name: "access-control-expose-headers", Value: "mcp-session-id, www-authenticate"},
 		headers.Header{Name: "vary", Value: "origin"},
 	)
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, byName)
 	return out
 }
 
@@ -462,3 +462,7 @@ func normalizeOrigin(o string) (string, bool) {
 	}
 	return scheme + "://" + host, true
 }
+
+// byName orders headers by name (slices.SortFunc: no allocation, unlike
+// sort.Slice).
+func byName(a, b headers.Header) int { return strings.Compare(a.Name, b.Name) }
