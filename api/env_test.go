@@ -55,7 +55,7 @@ var (
 	keyErr  error
 )
 
-func testKey(t *testing.T) signing.Key {
+func testKey(t testing.TB) signing.Key {
 	keyOnce.Do(func() { sigKey, keyErr = signing.Generate(2048) })
 	if keyErr != nil {
 		t.Fatalf("signing key: %v", keyErr)
@@ -65,7 +65,7 @@ func testKey(t *testing.T) signing.Key {
 
 // env is one API server over one store.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	ctx context.Context
 	st  store.Store
 	kr  *secrets.KeyRing
@@ -75,17 +75,17 @@ type env struct {
 
 type storeKind struct {
 	name string
-	open func(t *testing.T) store.Store
+	open func(t testing.TB) store.Store
 }
 
 func stores() []storeKind {
 	return []storeKind{
-		{"memory", func(t *testing.T) store.Store {
+		{"memory", func(t testing.TB) store.Store {
 			s := memory.New(memory.WithClock(func() time.Time { return t0 }))
 			t.Cleanup(s.Close)
 			return s
 		}},
-		{"postgres", func(t *testing.T) store.Store {
+		{"postgres", func(t testing.TB) store.Store {
 			dsn := pgtest.DSN(t)
 			s, err := postgres.Open(context.Background(), dsn)
 			if err != nil {
@@ -106,7 +106,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-func newEnv(t *testing.T, st store.Store, maxBody int64) *env {
+func newEnv(t testing.TB, st store.Store, maxBody int64) *env {
 	t.Helper()
 	k, err := secrets.NewKey("k1")
 	if err != nil {
@@ -164,14 +164,14 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) decode(t *testing.T, v any) {
+func (r resp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
 
-func (r resp) errCode(t *testing.T) string {
+func (r resp) errCode(t testing.TB) string {
 	t.Helper()
 	var b api.ErrorBody
 	if err := json.Unmarshal(r.body, &b); err != nil || b.Error.Code == "" {
