@@ -79,6 +79,17 @@ type runtimeFacts struct {
 	gExpires, gUpdated     *time.Time
 }
 
+// targets are the scan destinations of one resolveSQL row, in column
+// order; every reader of resolveSQL scans through it so the two never
+// drift apart.
+func (f *runtimeFacts) targets() []any {
+	return []any{&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
+		&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
+		&f.userStatus, &f.orgAccess,
+		&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
+		&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated}
+}
+
 // ResolveRuntime proves the runtime rules in one round trip and names the
 // first failing one.
 func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
@@ -86,12 +97,7 @@ func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store
 		return store.RuntimeState{}, err
 	}
 	var f runtimeFacts
-	err := s.pool.QueryRow(ctx, resolveSQL, q.ConfigID, q.UserID, q.InstanceID).Scan(
-		&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
-		&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
-		&f.userStatus, &f.orgAccess,
-		&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
-		&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated)
+	err := s.pool.QueryRow(ctx, resolveSQL, q.ConfigID, q.UserID, q.InstanceID).Scan(f.targets()...)
 	if isNoRows(err) {
 		return store.RuntimeState{Reason: store.ReasonRouteNotFound}, nil
 	}

@@ -44,12 +44,7 @@ func (s *Store) ResolveRuntimeBatch(ctx context.Context, qs []store.RuntimeQuery
 			continue
 		}
 		var f runtimeFacts
-		err := br.QueryRow().Scan(
-			&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
-			&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
-			&f.userStatus, &f.orgAccess,
-			&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
-			&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated)
+		err := br.QueryRow().Scan(f.targets()...)
 		switch {
 		case isNoRows(err):
 			states[i] = store.RuntimeState{Reason: store.ReasonRouteNotFound}
