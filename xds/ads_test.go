@@ -372,7 +372,7 @@ func TestADSRotationAndNACK(t *testing.T) {
 	}
 
 	// A second node group gets the same, current snapshot — and the
-	// route configuration and cluster list it gets are the bytes already
+	// route configuration it gets is the bytes already
 	// serialized for the first Envoy (no new marshal).
 	env.srv.shared.mu.Lock()
 	marshals := env.srv.shared.marshals

@@ -10,13 +10,14 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// sharedMarshalCache wraps the snapshot cache so that a large resource
-// pushed to many Envoys is serialized once, not once per stream.
+// sharedMarshalCache wraps the snapshot cache so that the route
+// configuration pushed to many Envoys is serialized once, not once per
+// stream.
 //
 // go-control-plane builds a fresh response per watch and marshals its
 // resources when the stream sends it. For the route configuration (several
-// MB at 10k configs) and the cluster list that means every push costs
-// streams × size in copies and garbage. Here the responses of the chosen
+// MB at 10k configs) that means every rotation costs streams × size in
+// copies and garbage. Here the responses of the chosen
 // types are wrapped; their resources' wire bytes are memoized by (type,
 // version, name) — within one version a name always denotes the same
 // resource — and each stream gets its own DiscoveryResponse (the server
@@ -39,8 +40,13 @@ type memoKey struct{ typeURL, version, name string }
 // memoLimit bounds the memo: a few recent versions of each shared type.
 const memoLimit = 64
 
-// sharedTypes are the types whose responses are shared.
-var sharedTypes = map[string]bool{resourcev3.RouteType: true, resourcev3.ClusterType: true}
+// sharedTypes are the types whose responses are shared: the route
+// configuration only. Forwarding adds a hop, which can only delay a
+// response; RDS is the last type in go-control-plane's ADS push order
+// (CDS, EDS, LDS, RDS), so delaying it never reorders a push — a route
+// still arrives after the cluster it references. Forwarding CDS as well
+// could let endpoints overtake their cluster, so it is not done.
+var sharedTypes = map[string]bool{resourcev3.RouteType: true}
 
 func newSharedMarshalCache(c cache.SnapshotCache) *sharedMarshalCache {
 	return &sharedMarshalCache{SnapshotCache: c, memo: map[memoKey][]byte{}}
