@@ -51,6 +51,34 @@ func TestImmediacy(t *testing.T) {
 		}
 	})
 
+	t.Run("rotation keeps the provider grant", func(t *testing.T) {
+		s := e.seedConfig(configSpec{name: "dynamic", remote: e.upstream.url + "/protected/mcp", mode: store.AuthOAuthDynamic})
+		e.waitRoute(s)
+		before, _ := e.upstream.as.counts()
+		tok := e.authorize(t, s)
+		if code := mcpInit(t, s.url(e.base), tok.Access, nil); code != http.StatusOK {
+			t.Fatalf("oauth_dynamic before rotation: %d", code)
+		}
+		afterFirst, _ := e.upstream.as.counts()
+		if afterFirst-before != 1 {
+			t.Fatalf("upstream authorizations for the first grant = %d, want 1", afterFirst-before)
+		}
+		s2 := e.rotate(s)
+		if code := mcpInit(t, s.url(e.base), tok.Access, nil); code == http.StatusOK {
+			t.Errorf("old URL still works after rotation")
+		}
+		e.waitRoute(s2)
+		tok2 := e.authorize(t, s2)
+		if code := mcpInit(t, s2.url(e.base), tok2.Access, nil); code != http.StatusOK {
+			t.Errorf("new route = %d", code)
+		}
+		// A rotation is not a material change: the provider grant stays,
+		// so the user was not sent to the upstream again.
+		if n, _ := e.upstream.as.counts(); n != afterFirst {
+			t.Errorf("the new route's authorization re-ran the provider flow (%d upstream authorizations)", n-afterFirst)
+		}
+	})
+
 	t.Run("remove assignment", func(t *testing.T) {
 		org := e.seedOrg("acme")
 		s := e.seedConfig(configSpec{name: "org tool", remote: remote, org: &org})

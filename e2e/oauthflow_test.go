@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -30,6 +31,8 @@ import (
 // listener would.
 const clientRedirect = "http://127.0.0.1:7777/callback"
 
+var metaRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)"`)
+
 var hiddenField = regexp.MustCompile(`name="(csrf|req|ticket)" value="([^"]*)"`)
 
 func formFields(body string) map[string]string {
@@ -40,17 +43,21 @@ func formFields(body string) map[string]string {
 	return out
 }
 
-// browser is a cookie-keeping HTTP client that follows redirects within
-// the gateway but stops at one leaving it (the client's redirect URI).
+// browser is a cookie-keeping HTTP client that follows redirects (within
+// the gateway, and to an upstream authorization server and back during the
+// provider flow) but stops at the MCP client's redirect URI. It trusts the
+// test CA, as a user's browser trusts the upstream's real certificate.
 func (e *env) browser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	base, _ := url.Parse(e.base)
-	return &http.Client{Jar: jar, Timeout: convergence, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
-		if r.URL.Host != base.Host {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
+	cb, _ := url.Parse(clientRedirect)
+	return &http.Client{Jar: jar, Timeout: convergence,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.ca.pool}},
+		CheckRedirect: func(r *http.Request, via []*http.Request) error {
+			if r.URL.Host == cb.Host || len(via) > 10 {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}}
 }
 
 // consentResult is what the automated user saw and got.
@@ -93,9 +100,19 @@ func (e *env) authorizeInBrowser(ctx context.Context, authURL, email, decision s
 	if err != nil {
 		return nil, err
 	}
-	readAll(resp)
+	body = readAll(resp)
+	// The provider flow (OAuth modes) continues at the upstream's
+	// authorization server through a meta refresh page (a 302 to a third
+	// party would be blocked by the consent page's CSP form-action); a
+	// browser follows it, and so does this one.
+	if m := metaRefresh.FindStringSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+		if resp, err = b.Get(html.UnescapeString(m[1])); err != nil {
+			return nil, err
+		}
+		body = readAll(resp)
+	}
 	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-		return nil, fmt.Errorf("consent answer: expected a redirect to the client, got %s", resp.Status)
+		return nil, fmt.Errorf("consent answer: expected a redirect to the client, got %s at %s: %.400s", resp.Status, resp.Request.URL.Redacted(), body)
 	}
 	res.location, err = url.Parse(resp.Header.Get("Location"))
 	return res, err

@@ -79,16 +79,22 @@ func TestGoSDKClient(t *testing.T) {
 		wantAuthz string // the Authorization the upstream must receive ("" = none)
 		wantAux   string
 		cimd      bool // register by Client ID Metadata Document instead of DCR
+		oauth     bool // the upstream must receive a token its own AS issued
 	}{
 		{name: "none", spec: configSpec{name: "plain", mode: store.AuthNone, aux: map[string]string{"x-tenant": "e2e"}}, wantAux: "e2e"},
 		{name: "static_headers", spec: configSpec{name: "static", mode: store.AuthStaticHeaders,
 			static: map[string]string{"authorization": upstreamSecret}}, wantAuthz: upstreamSecret},
 		{name: "static_headers via CIMD", spec: configSpec{name: "static cimd", mode: store.AuthStaticHeaders,
 			static: map[string]string{"authorization": upstreamSecret}}, wantAuthz: upstreamSecret, cimd: true},
+		{name: "oauth_dynamic", spec: configSpec{name: "dynamic", mode: store.AuthOAuthDynamic}, oauth: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.spec.remote = e.upstream.url + "/base/mcp"
+			if tc.oauth {
+				tc.spec.remote = e.upstream.url + "/protected/mcp"
+			}
+			authorizesBefore, _ := e.upstream.as.counts()
 			s := e.seedConfig(tc.spec)
 			e.waitRoute(s)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*convergence)
@@ -125,6 +131,19 @@ func TestGoSDKClient(t *testing.T) {
 			e.plant(tok.AccessToken, tok.RefreshToken)
 			if c := jwtClaims(t, tok.AccessToken); tc.cimd && c["client_id"] != cimdURL || !tc.cimd && !strings.HasPrefix(fmt.Sprint(c["client_id"]), "dcr:") {
 				t.Errorf("token client_id = %v (CIMD %v)", c["client_id"], tc.cimd)
+			}
+			if tc.oauth {
+				// The provider flow ran once, and the upstream got the
+				// access token its own AS issued to mcpgw.
+				upTok, ok := strings.CutPrefix(strings.Join(got["authorization"], ","), "Bearer ")
+				if !ok || !e.upstream.as.issuedAccess(upTok) {
+					t.Errorf("upstream Authorization is not a token its AS issued: %q", redact(upTok))
+				}
+				tc.wantAuthz = "Bearer " + upTok
+				e.plant(upTok)
+				if n, _ := e.upstream.as.counts(); n-authorizesBefore != 1 {
+					t.Errorf("upstream authorizations = %d, want 1", n-authorizesBefore)
+				}
 			}
 			checkUpstreamHeaders(t, got, tok.AccessToken, tc.wantAuthz)
 			if tc.wantAux != "" && strings.Join(got["x-tenant"], ",") != tc.wantAux {

@@ -93,6 +93,10 @@ type upstream struct {
 	sseGate  chan struct{} // closed by the test after it saw the first SSE event
 	redirect *httptest.Server
 	redirHit []http.Header
+
+	// as is the upstream's own OAuth server, protecting /protected/mcp
+	// (auth mode oauth_dynamic).
+	as *upstreamAS
 }
 
 const largeResultBytes = 1 << 20
@@ -120,6 +124,9 @@ func startUpstream(t testing.TB, ca *testCA) *upstream {
 	mux.HandleFunc("/base/mcp/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "inside base: %s", r.URL.EscapedPath())
 	})
+	u.as = newUpstreamAS(func() string { return u.url })
+	u.as.mount(mux)
+	u.as.mountProtectedMCP(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// Anything outside the base path: the path-escape scenario asserts
 		// nothing ever lands here.
