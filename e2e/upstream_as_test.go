@@ -62,8 +62,8 @@ func (as *upstreamAS) mount(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"issuer": iss, "authorization_endpoint": iss + "/as/authorize", "token_endpoint": iss + "/as/token",
 			"registration_endpoint": iss + "/as/register", "response_types_supported": []string{"code"},
-			"grant_types_supported":            []string{"authorization_code", "refresh_token"},
-			"code_challenge_methods_supported": []string{"S256"},
+			"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+			"code_challenge_methods_supported":      []string{"S256"},
 			"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
 		})
 	})
@@ -191,4 +191,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
-
