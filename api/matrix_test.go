@@ -17,7 +17,7 @@ type world struct {
 	sysadmin, owner, admin, assigned, unassigned principal
 	other                                        principal
 	org                                          string
-	cfg                                          api.ConfigView
+	cfg, personal                                api.ConfigView
 	n                                            int
 }
 
@@ -40,6 +40,7 @@ func newWorld(t *testing.T, e *env) *world {
 	}
 	w.cfg = e.createConfig(w.owner.token, orgConfigBody(w.org, "shared", store.MultiUser, store.AuthNone))
 	e.must(http.StatusCreated, w.owner.token, "POST", "/api/v1/configs/"+w.cfg.ID+"/assignments", map[string]any{"user_id": w.assigned.user.ID})
+	w.personal = e.createConfig(w.owner.token, map[string]any{"name": "owner-personal", "remote_url": "https://mcp.example.com/", "auth_mode": "none"})
 	return w
 }
 
@@ -128,6 +129,24 @@ func matrixOps() []op {
 			return "DELETE", "/api/v1/instances/" + inst.ID, nil
 		}},
 		{"org_audit", func(w *world) (string, string, any) { return "GET", "/api/v1/audit?org_id=" + w.org, nil }},
+		{"get_personal_config", func(w *world) (string, string, any) { return "GET", "/api/v1/configs/" + w.personal.ID, nil }},
+		{"update_personal_config", func(w *world) (string, string, any) {
+			return "PATCH", "/api/v1/configs/" + w.personal.ID, map[string]any{"name": fmt.Sprintf("p%d", w.n)}
+		}},
+		{"rotate_personal_route", func(w *world) (string, string, any) {
+			return "POST", "/api/v1/configs/" + w.personal.ID + "/rotate-route", nil
+		}},
+		{"create_personal_config_for_owner", func(w *world) (string, string, any) {
+			w.n++
+			return "POST", "/api/v1/configs", map[string]any{"owner_scope": "user", "owner_id": w.owner.user.ID,
+				"name": fmt.Sprintf("for-owner-%d", w.n), "remote_url": "https://mcp.example.com/", "auth_mode": "none"}
+		}},
+		{"available", func(w *world) (string, string, any) { return "GET", "/api/v1/available", nil }},
+		{"my_instances", func(w *world) (string, string, any) { return "GET", "/api/v1/instances", nil }},
+		{"create_org", func(w *world) (string, string, any) {
+			w.n++
+			return "POST", "/api/v1/orgs", map[string]any{"name": fmt.Sprintf("org-%d", w.n)}
+		}},
 		{"list_users", func(w *world) (string, string, any) { return "GET", "/api/v1/users", nil }},
 		{"create_user", func(w *world) (string, string, any) {
 			w.n++
@@ -144,30 +163,37 @@ func matrixOps() []op {
 // expectations, one string per op in roles order:
 // sysadmin owner admin assigned unassigned other anonymous.
 var expectations = map[string]string{
-	"get_config":               "aaaannu",
-	"update_config":            "aaafnnu",
-	"disable_config":           "aaannnu",
-	"enable_config":            "aaafnnu",
-	"rotate_route":             "aaannnu",
-	"delete_config":            "aaannnu",
-	"list_assignments":         "aaafnnu",
-	"assign":                   "aaafnnu",
-	"unassign":                 "aaafnnu",
-	"create_org_config":        "aaaffnu",
-	"list_org_configs":         "aaaffnu",
-	"get_org":                  "aaaaanu",
-	"list_members":             "aaaffnu",
-	"add_member":               "aaaffnu",
-	"set_member_role":          "aaaffnu",
-	"remove_member":            "aaaffnu",
-	"org_instances":            "aaaffnu",
-	"revoke_assignee_instance": "aaaannu",
-	"org_audit":                "aaafffu",
-	"list_users":               "afffffu",
-	"create_user":              "afffffu",
-	"block_user":               "afffffu",
-	"get_owner_user":           "aannnnu",
-	"owner_tokens":             "aannnnu",
+	"get_config":                       "aaaannu",
+	"update_config":                    "aaafnnu",
+	"disable_config":                   "aaannnu",
+	"enable_config":                    "aaafnnu",
+	"rotate_route":                     "aaannnu",
+	"delete_config":                    "aaannnu",
+	"list_assignments":                 "aaafnnu",
+	"assign":                           "aaafnnu",
+	"unassign":                         "aaafnnu",
+	"create_org_config":                "aaaffnu",
+	"list_org_configs":                 "aaaffnu",
+	"get_org":                          "aaaaanu",
+	"list_members":                     "aaaffnu",
+	"add_member":                       "aaaffnu",
+	"set_member_role":                  "aaaffnu",
+	"remove_member":                    "aaaffnu",
+	"org_instances":                    "aaaffnu",
+	"revoke_assignee_instance":         "aaaannu",
+	"org_audit":                        "aaafffu",
+	"get_personal_config":              "aannnnu",
+	"update_personal_config":           "aannnnu",
+	"rotate_personal_route":            "aannnnu",
+	"create_personal_config_for_owner": "aaffffu",
+	"available":                        "aaaaaau",
+	"my_instances":                     "aaaaaau",
+	"create_org":                       "aaaaaau",
+	"list_users":                       "afffffu",
+	"create_user":                      "afffffu",
+	"block_user":                       "afffffu",
+	"get_owner_user":                   "aannnnu",
+	"owner_tokens":                     "aannnnu",
 }
 
 // TestAuthorizationMatrix checks every (role, operation) cell on both

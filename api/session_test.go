@@ -142,3 +142,23 @@ func TestPlantedSecretsNeverShown(t *testing.T) {
 		}
 	})
 }
+
+// TestUnknownEndpointAndMethod: anything under /api/v1/ that is not an
+// endpoint answers in the one error shape, and POST /api/v1/connect-tokens
+// stays oauthserver's.
+func TestUnknownEndpointAndMethod(t *testing.T) {
+	e := newEnv(t, stores()[0].open(t), 0)
+	u := e.user("x@example.com", false)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/nope"}, {"PUT", "/api/v1/me"}, {"GET", "/api/v1/configs/not-a-uuid"}, {"GET", "/api/v1/orgs/%2e%2e"},
+	} {
+		r := e.do(u.token, c.method, c.path, nil)
+		if r.status != http.StatusNotFound || r.errCode(t) != api.CodeNotFound {
+			t.Errorf("%s %s: %d %s", c.method, c.path, r.status, r.body)
+		}
+	}
+	r := e.doRaw(u.token, "POST", "/api/v1/connect-tokens", "application/json", `{"config_id":"00000000-0000-4000-8000-000000000000"}`)
+	if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "invalid_target") {
+		t.Errorf("connect-tokens is not oauthserver's: %d %s", r.status, r.body)
+	}
+}
