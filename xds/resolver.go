@@ -38,6 +38,9 @@ const (
 	problemResolve   = "resolution_failed"
 	problemPlainHTTP = "plain_http_not_allowed"
 	problemBadURL    = "invalid_upstream_url"
+	// problemPending: a new host whose first resolution is in flight. Not
+	// audited; the outcome (endpoints or a real problem) is.
+	problemPending = "resolution_pending"
 )
 
 // resolver keeps the host table and re-resolves hosts when they are due.
@@ -181,6 +184,23 @@ func (r *resolver) ensure(ctx context.Context, hosts []string) {
 	}
 	r.mu.Unlock()
 	r.resolveAll(ctx, todo)
+}
+
+// addPending records hosts not in the table yet as pending (no endpoints,
+// not due for the periodic loop until their first lookup has had time to
+// finish) and returns them, so the caller can resolve them off the build
+// loop.
+func (r *resolver) addPending(hosts []string, now time.Time) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, h := range hosts {
+		if _, ok := r.hosts[h]; !ok {
+			r.hosts[h] = &hostState{problem: problemPending, nextAt: now.Add(r.opts.ResolveTimeout)}
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // resolveAll resolves hosts concurrently and returns those whose usable

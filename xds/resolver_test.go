@@ -12,6 +12,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"mcpgw/domain"
 	"mcpgw/domain/addrpolicy"
 	"mcpgw/store"
 )
@@ -235,5 +236,59 @@ func TestResolveInterval(t *testing.T) {
 	st, _ := r.state("h.example")
 	if want := now.Add(90 * time.Second); !st.nextAt.Equal(want) {
 		t.Errorf("nextAt = %v, want %v", st.nextAt, want)
+	}
+}
+
+// blockingResolver blocks lookups of one host until released.
+type blockingResolver struct {
+	*fakeResolver
+	slow    string
+	release chan struct{}
+}
+
+func (b *blockingResolver) LookupNetIPTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	if host == b.slow {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return b.fakeResolver.LookupNetIPTTL(ctx, host)
+}
+
+// TestSlowDNSDoesNotDelayRotations: a new config whose host resolves
+// slowly is published at once without endpoints (fail closed, no audit
+// event for the pending state), a rotation of another config is pushed
+// meanwhile, and the endpoints follow when the lookup completes.
+func TestSlowDNSDoesNotDelayRotations(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://a.example/mcp", keyA, false)
+	br := &blockingResolver{fakeResolver: newFakeResolver(), slow: "slow.example", release: make(chan struct{})}
+	br.set("a.example", time.Minute, "1.1.1.1")
+	br.set("slow.example", time.Minute, "1.0.0.1")
+	env := startEnv(t, func(e *testEnv, o *Options) {
+		o.Resolver = br
+		o.ResolveTimeout = time.Minute
+	}, a)
+	env.waitReady(t)
+
+	n := routable(cfgPass, store.ScopeUser, userA, "https://slow.example/mcp", keyB, false)
+	env.store.put(n)
+	waitFor(t, "new config published", func() bool { return hasPath(currentRoutes(t, env.srv), routePath(n)) })
+	if got := snapshotEndpoints(t, env.srv, n.Config.ID); len(got) != 0 {
+		t.Fatalf("endpoints before resolution: %v", got)
+	}
+	newKey := domain.NewRouteKey()
+	env.store.rotate(a.Config.ID, newKey)
+	a.Route.Key = newKey
+	waitFor(t, "rotation while DNS is slow", func() bool { return hasPath(currentRoutes(t, env.srv), routePath(a)) })
+
+	close(br.release)
+	waitFor(t, "endpoints after resolution", func() bool {
+		got := snapshotEndpoints(t, env.srv, n.Config.ID)
+		return len(got) == 1 && got[0] == "1.0.0.1"
+	})
+	if ev := env.store.auditEvents(); len(ev) != 0 {
+		t.Errorf("pending resolution was audited: %+v", ev)
 	}
 }

@@ -45,6 +45,7 @@ type Server struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	audits    sync.WaitGroup
+	bg        sync.WaitGroup // first resolutions of new hosts
 
 	// published is signalled (non-blocking) after every SetSnapshot; tests
 	// and benchmarks wait on it.
@@ -250,6 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.xds = xdsserver.NewServer(ctx, s.shared, s.callbacks())
 	}
 	defer s.audits.Wait()
+	defer s.bg.Wait()
 	go s.resolveLoop(ctx)
 	st := newState(&builder{opts: s.opts})
 	backoff := time.Second
@@ -399,13 +401,28 @@ func (s *Server) rebuild(ctx context.Context, st *state, ids []string, full bool
 		s.res.retain(used)
 		return s.finish(ctx, st, st.refreshEndpoints(s.res, nil, nil))
 	}
+	// New hosts are resolved off the build loop: the config is published
+	// at once without endpoints (fail closed: 503 until resolved), and the
+	// outcome arrives as an endpoint update. A slow DNS server therefore
+	// never delays other changes — route rotations above all.
 	var hosts []string
 	for _, id := range ids {
 		if e, ok := st.entries[id]; ok && !e.unroutable {
 			hosts = append(hosts, e.up.Host)
 		}
 	}
-	s.res.ensure(ctx, hosts)
+	if pending := s.res.addPending(hosts, s.opts.Now()); len(pending) > 0 {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if changed := s.res.resolveAll(ctx, pending); len(changed) > 0 {
+				select {
+				case s.hostChanged <- changed:
+				case <-ctx.Done():
+				}
+			}
+		}()
+	}
 	return s.finish(ctx, st, st.refreshEndpoints(s.res, nil, ids))
 }
 
@@ -432,7 +449,7 @@ func (s *Server) finish(ctx context.Context, st *state, trans []transition) erro
 	}
 	s.shared.preset(st.routeWire)
 	s.metrics.configs.Set(float64(len(st.ids)))
-	down := map[string]int{problemNonPublic: 0, problemResolve: 0, problemPlainHTTP: 0, problemBadURL: 0}
+	down := map[string]int{problemNonPublic: 0, problemResolve: 0, problemPlainHTTP: 0, problemBadURL: 0, problemPending: 0}
 	for _, e := range st.entries {
 		if e.problem != "" {
 			down[e.problem]++
@@ -451,6 +468,9 @@ func (s *Server) audit(trans []transition) {
 	var evs []store.AuditEvent
 	for _, t := range trans {
 		c := t.rc.Config
+		if t.to == problemPending || (t.to == "" && t.from == problemPending) {
+			continue // first resolution of a new host: only its outcome counts
+		}
 		if t.to == "" {
 			s.log.Info("xds: upstream endpoints restored", "config_id", c.ID, "host", t.host)
 			continue
