@@ -45,18 +45,18 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Error codes: stable strings clients may switch on.
 const (
-	CodeInvalidRequest  = "invalid_request" // 400: a field is wrong; the message says which
-	CodeInvalidJSON     = "invalid_json"    // 400: the body is not the JSON object expected
-	CodeUnknownField    = "unknown_field"   // 400: the body has a field this endpoint does not take
-	CodeBodyTooLarge    = "body_too_large"  // 400: the body exceeds the cap
-	CodeUnauthenticated = "unauthenticated" // 401
-	CodeCSRF            = "csrf"            // 403: session request without its CSRF token
-	CodeForbidden       = "forbidden"       // 403: authenticated but not allowed
-	CodeNotFound        = "not_found"       // 404: unknown, or not visible to the caller
-	CodeConflict        = "conflict"        // 409: the current state forbids it
-	CodeMethod          = "method_not_allowed"
-	CodeUnavailable     = "unavailable" // 503: the database is unreachable (fail closed)
-	CodeInternal        = "internal"    // 500
+	CodeInvalidRequest  = "invalid_request"  // 400: a field is wrong; the message says which
+	CodeInvalidJSON     = "invalid_json"     // 400: the body is not the JSON object expected
+	CodeUnknownField    = "unknown_field"    // 400: the body has a field this endpoint does not take
+	CodeBodyTooLarge    = "body_too_large"   // 400: the body exceeds the cap
+	CodeUnauthenticated = "unauthenticated"  // 401
+	CodeCSRF            = "csrf"             // 403: session request without its CSRF token
+	CodeForbiddenOrigin = "forbidden_origin" // 403: session request from an Origin that is not allowed
+	CodeForbidden       = "forbidden"        // 403: authenticated but not allowed
+	CodeNotFound        = "not_found"        // 404: unknown, or not visible to the caller
+	CodeConflict        = "conflict"         // 409: the current state forbids it
+	CodeUnavailable     = "unavailable"      // 503: the database is unreachable (fail closed)
+	CodeInternal        = "internal"         // 500
 )
 
 // Authenticator authenticates one request; oauthserver.Server.Authenticate
@@ -85,6 +85,12 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// AllowedOrigins are browser origins (scheme://host[:port]) accepted
+	// on session-authenticated requests besides PublicBaseURL's own
+	// (config allowed_origins). A session request whose Origin is anything
+	// else is refused before any work (defense in depth next to the CSRF
+	// token and SameSite=Lax).
+	AllowedOrigins []string
 }
 
 // Handler serves /api/v1. Create it with New.
@@ -238,7 +244,36 @@ func (h *Handler) serve(r *http.Request, fn func(*http.Request, oauthserver.Prin
 		}
 		return 0, nil, err
 	}
+	if p.Via == "session" {
+		if o := r.Header.Get("Origin"); o != "" && !h.originAllowed(o) {
+			return 0, nil, &Error{Status: http.StatusForbidden, Code: CodeForbiddenOrigin, Message: "this Origin may not use the browser session"}
+		}
+	}
 	return fn(r, p)
+}
+
+// originAllowed reports whether a browser Origin may use the session.
+func (h *Handler) originAllowed(o string) bool {
+	if o == originOf(h.o.PublicBaseURL) {
+		return true
+	}
+	for _, a := range h.o.AllowedOrigins {
+		if o == strings.TrimRight(a, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+func originOf(base string) string {
+	i := strings.Index(base, "://")
+	if i < 0 {
+		return base
+	}
+	if j := strings.IndexByte(base[i+3:], '/'); j >= 0 {
+		return base[:i+3+j]
+	}
+	return base
 }
 
 // Error is an API error answer. Message is fixed text chosen by this

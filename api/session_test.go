@@ -80,6 +80,13 @@ func TestSessionAndCSRF(t *testing.T) {
 		if r := e.doSession(cookie, csrf, "POST", "/api/v1/orgs", body); r.status != http.StatusCreated {
 			t.Fatalf("with CSRF: %d %s", r.status, r.body)
 		}
+		// A foreign Origin may not ride the session, even with the token.
+		if r := e.doSessionOrigin(cookie, csrf, "https://evil.example", "GET", "/api/v1/me"); r.status != http.StatusForbidden || r.errCode(t) != api.CodeForbiddenOrigin {
+			t.Fatalf("foreign origin: %d %s", r.status, r.body)
+		}
+		if r := e.doSessionOrigin(cookie, csrf, publicBase, "GET", "/api/v1/me"); r.status != http.StatusOK {
+			t.Fatalf("own origin: %d %s", r.status, r.body)
+		}
 		if err := e.st.RevokeSession(e.ctx, secrets.Hash(cookie), t0); err != nil {
 			t.Fatal(err)
 		}
@@ -161,4 +168,19 @@ func TestUnknownEndpointAndMethod(t *testing.T) {
 	if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "invalid_target") {
 		t.Errorf("connect-tokens is not oauthserver's: %d %s", r.status, r.body)
 	}
+}
+
+func (e *env) doSessionOrigin(cookie, csrf, origin, method, path string) resp {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, nil)
+	req.AddCookie(&http.Cookie{Name: "__Host-mcpgw_session", Value: cookie})
+	req.Header.Set("X-CSRF-Token", csrf)
+	req.Header.Set("Origin", origin)
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, body: b}
 }

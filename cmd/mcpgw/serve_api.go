@@ -21,6 +21,9 @@ func mountAPI(srv *oauthserver.Server, d Deps) error {
 		MaxBodyBytes:  int64(d.Config.API.MaxBodyBytes),
 		Logger:        d.Logger,
 		Registry:      d.Registry,
+		// The OAuth server's own origin is a browser origin too (login
+		// and consent pages are served there).
+		AllowedOrigins: append([]string{d.Config.Issuer}, d.Config.AllowedOrigins...),
 	})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
