@@ -81,7 +81,7 @@ func startEnv(t *testing.T, setup func(*testEnv, *Options), rcs ...store.Routabl
 		t.Fatal(err)
 	}
 	env.srv = srv
-	g := grpc.NewServer()
+	g := grpc.NewServer(ServerOptions()...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

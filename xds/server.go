@@ -118,6 +118,7 @@ func (s *Server) Register(g *grpc.Server) {
 // lets Envoys ping idle ADS streams, and no message size limit surprises.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newDiscoveryCodec()),
 		grpc.WriteBufferSize(1 << 20),
 		grpc.ReadBufferSize(256 << 10),
 		grpc.InitialWindowSize(1 << 20),
