@@ -53,6 +53,12 @@ func TestEveryEndpointHappyPath(t *testing.T) {
 		if len(toks.Tokens) != 2 || strings.Contains(string(e.do(alice.token, "GET", "/api/v1/users/"+u.ID+"/tokens", nil).body), nt.Token) {
 			t.Fatalf("tokens = %+v", toks)
 		}
+		var self api.UserView
+		e.must(http.StatusOK, alice.token, "GET", "/api/v1/users/me", nil).decode(t, &self)
+		if self.ID != u.ID {
+			t.Fatalf("users/me = %+v", self)
+		}
+		e.must(http.StatusOK, alice.token, "GET", "/api/v1/users/me/tokens", nil)
 		e.must(http.StatusNoContent, alice.token, "DELETE", "/api/v1/users/"+u.ID+"/tokens/"+nt.ID, nil)
 		e.must(http.StatusUnauthorized, nt.Token, "GET", "/api/v1/me", nil)
 

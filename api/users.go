@@ -125,7 +125,7 @@ func (h *Handler) listUsers(r *http.Request, p oauthserver.Principal) (int, any,
 }
 
 func (h *Handler) getUser(r *http.Request, p oauthserver.Principal) (int, any, error) {
-	id, err := pathID(r, "id")
+	id, err := userID(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -231,7 +231,7 @@ func tokenView(t store.APIToken) TokenView {
 // not even a system admin, mints credentials for someone else). The raw
 // value is in this answer only; the store keeps its SHA-256 (DESIGN §9).
 func (h *Handler) createToken(r *http.Request, p oauthserver.Principal) (int, any, error) {
-	id, err := pathID(r, "id")
+	id, err := userID(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -277,7 +277,7 @@ func IssueAPIToken(ctx context.Context, st store.Store, userID, name string, ttl
 }
 
 func (h *Handler) listTokens(r *http.Request, p oauthserver.Principal) (int, any, error) {
-	id, err := pathID(r, "id")
+	id, err := userID(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -296,7 +296,7 @@ func (h *Handler) listTokens(r *http.Request, p oauthserver.Principal) (int, any
 }
 
 func (h *Handler) revokeToken(r *http.Request, p oauthserver.Principal) (int, any, error) {
-	id, err := pathID(r, "id")
+	id, err := userID(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -313,4 +313,13 @@ func (h *Handler) revokeToken(r *http.Request, p oauthserver.Principal) (int, an
 	h.appendAudit(r, store.AuditEvent{Type: "api_token.revoke", Outcome: "success", ActorUserID: p.User.ID, UserID: id,
 		Metadata: map[string]string{"via": p.Via, "token_id": tid}})
 	return http.StatusNoContent, nil, nil
+}
+
+// userID is the {id} path parameter of the self-service user endpoints,
+// where "me" names the caller (so a CLI needs no lookup first).
+func userID(r *http.Request, p oauthserver.Principal) (string, error) {
+	if r.PathValue("id") == "me" {
+		return p.User.ID, nil
+	}
+	return pathID(r, "id")
 }

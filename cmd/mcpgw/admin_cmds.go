@@ -49,13 +49,10 @@ func adminCmds() []adminCmd {
 		{words: "tokens create", summary: "mint a personal API token (printed once)", flags: func(fs *flag.FlagSet) func([]string) (adminReq, error) {
 			name := fs.String("name", "", "token name (required)")
 			exp := fs.Duration("expires-in", 0, "lifetime, e.g. 720h (0: never expires)")
-			user := fs.String("user", "", "user id (default: yourself, via `me`)")
+			user := fs.String("user", "me", "user id (default: yourself)")
 			return func(pos []string) (adminReq, error) {
 				if err := need(pos); err != nil {
 					return adminReq{}, err
-				}
-				if *user == "" {
-					return adminReq{}, errors.New("--user is required (your id: mcpgw admin me)")
 				}
 				return adminReq{method: "POST", path: "/api/v1/users/" + url.PathEscape(*user) + "/tokens",
 					body: map[string]any{"name": *name, "expires_in_seconds": int64(*exp / time.Second)}}, nil

@@ -209,11 +209,11 @@ func TestAdminCLIAgainstRealServer(t *testing.T) {
 	}
 	c.ok("users", "get", alice.ID)
 	var tok api.CreatedTokenView
-	c.okJSON(&tok, "tokens", "create", "--user", me.User.ID, "--name", "ci", "--expires-in", "1h")
+	c.okJSON(&tok, "tokens", "create", "--name", "ci", "--expires-in", "1h")
 	if !strings.HasPrefix(tok.Token, "mgw_") {
 		t.Fatalf("token = %+v", tok)
 	}
-	if out := c.ok("tokens", "list", me.User.ID); !strings.Contains(out, "ci") || strings.Contains(out, tok.Token) {
+	if out := c.ok("tokens", "list", "me"); !strings.Contains(out, "ci") || strings.Contains(out, tok.Token) {
 		t.Fatalf("tokens list:\n%s", out)
 	}
 	c.ok("tokens", "revoke", me.User.ID, tok.ID)
