@@ -116,6 +116,8 @@ func TestBadInput(t *testing.T) {
 				post("url resolves metadata", url("https://metadata.example.com/mcp"), api.CodeInvalidRequest, "non-public address"),
 				post("url unresolvable", url("https://nxdomain.example.com/mcp"), api.CodeInvalidRequest, "could not be resolved"),
 				post("url bad port", url("https://mcp.example.com:99999/mcp"), api.CodeInvalidRequest, "invalid port"),
+				post("url dot segment", url("https://mcp.example.com/a/../admin"), api.CodeInvalidRequest, "dot segments"),
+				post("url empty segment", url("https://mcp.example.com/a//b"), api.CodeInvalidRequest, "empty segments"),
 				post("url missing", personal(func(m map[string]any) { delete(m, "remote_url") }), api.CodeInvalidRequest, "remote_url is required"),
 
 				post("auth mode unknown", personal(func(m map[string]any) { m["auth_mode"] = "magic" }), api.CodeInvalidRequest, "auth_mode must be"),

@@ -50,6 +50,16 @@ func (h *Handler) checkRemoteURL(ctx context.Context, raw string) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return badRequest("remote_url must not contain a fragment")
 	}
+	// The path becomes Envoy's rewrite target (xds): dot segments, empty
+	// segments and backslashes could move it somewhere else upstream.
+	if p := u.EscapedPath(); strings.Contains(p, "//") || strings.Contains(p, "\\") {
+		return badRequest("remote_url path must not contain empty segments or backslashes")
+	}
+	for _, seg := range strings.Split(u.EscapedPath(), "/") {
+		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
+			return badRequest("remote_url path must not contain dot segments")
+		}
+	}
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "https" && scheme != "http" {
 		return badRequest("remote_url must use https")
