@@ -108,6 +108,12 @@ func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 
 func newEnv(t testing.TB, st store.Store, maxBody int64) *env {
 	t.Helper()
+	return newEnvWith(t, st, func(o *api.Options) { o.MaxBodyBytes = maxBody })
+}
+
+// newEnvWith builds an env whose API options mod may change.
+func newEnvWith(t testing.TB, st store.Store, mod func(*api.Options)) *env {
+	t.Helper()
 	k, err := secrets.NewKey("k1")
 	if err != nil {
 		t.Fatal(err)
@@ -126,8 +132,12 @@ func newEnv(t testing.TB, st store.Store, maxBody int64) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Options{Store: st, Authenticate: as.Authenticate, KeyRing: kr, PublicBaseURL: publicBase,
-		Resolver: resolver, MaxBodyBytes: maxBody, Now: clock, Logger: quietLogger()})
+	opts := api.Options{Store: st, Authenticate: as.Authenticate, KeyRing: kr, PublicBaseURL: publicBase,
+		Resolver: resolver, Now: clock, Logger: quietLogger()}
+	if mod != nil {
+		mod(&opts)
+	}
+	h, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
