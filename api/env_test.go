@@ -68,8 +68,9 @@ type env struct {
 	t   testing.TB
 	ctx context.Context
 	st  store.Store
-	kr  *secrets.KeyRing
-	srv *httptest.Server
+	kr   *secrets.KeyRing
+	keys *signing.Set
+	srv  *httptest.Server
 	url string
 }
 
@@ -146,7 +147,7 @@ func newEnvWith(t testing.TB, st store.Store, mod func(*api.Options)) *env {
 	}
 	srv := httptest.NewServer(as)
 	t.Cleanup(srv.Close)
-	return &env{t: t, ctx: context.Background(), st: st, kr: kr, srv: srv, url: srv.URL}
+	return &env{t: t, ctx: context.Background(), st: st, kr: kr, keys: set, srv: srv, url: srv.URL}
 }
 
 // principal is a seeded user with an API token.
