@@ -65,13 +65,13 @@ func testKey(t testing.TB) signing.Key {
 
 // env is one API server over one store.
 type env struct {
-	t   testing.TB
-	ctx context.Context
-	st  store.Store
+	t    testing.TB
+	ctx  context.Context
+	st   store.Store
 	kr   *secrets.KeyRing
 	keys *signing.Set
 	srv  *httptest.Server
-	url string
+	url  string
 }
 
 type storeKind struct {
