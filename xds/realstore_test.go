@@ -91,6 +91,24 @@ func TestRealStores(t *testing.T) {
 				return err == nil && len(evs) == 1 && evs[0].Reason == problemNonPublic
 			})
 
+			// A second replica on the same database serves identical
+			// versions (an Envoy may fail over between replicas).
+			s2, err := New(Options{Store: st, Resolver: res, OAuthServerAddr: "127.0.0.1:1",
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx2, cancel2 := context.WithCancel(ctx)
+			done2 := make(chan struct{})
+			go func() { defer close(done2); _ = s2.Run(rctx2) }()
+			defer func() { cancel2(); <-done2 }()
+			<-s2.Ready()
+			for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+				waitFor(t, "replica versions agree", func() bool {
+					return s.Current().GetVersion(typeURL) == s2.Current().GetVersion(typeURL)
+				})
+			}
+
 			if _, err := st.SetConfigStatus(ctx, c.ID, store.ConfigDisabled, nil); err != nil {
 				t.Fatal(err)
 			}
