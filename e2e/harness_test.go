@@ -430,9 +430,25 @@ func startProc(t testing.TB, name string, env []string, bin string, args ...stri
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop(t)
-		if t.Failed() && os.Getenv("E2E_VERBOSE") != "" {
-			t.Logf("---- %s output ----\n%s", name, p.output())
+		if !t.Failed() {
+			return
 		}
+		if os.Getenv("E2E_VERBOSE") != "" {
+			t.Logf("---- %s output ----\n%s", name, p.output())
+			return
+		}
+		// Without E2E_VERBOSE, the lines that explain most failures:
+		// denials with their reason, warnings and errors.
+		var keep []string
+		for _, l := range strings.Split(p.output(), "\n") {
+			if strings.Contains(l, "denied") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 40 {
+			keep = keep[len(keep)-40:]
+		}
+		t.Logf("---- %s: denials, warnings, errors (E2E_VERBOSE=1 for everything) ----\n%s", name, strings.Join(keep, "\n"))
 	})
 	return p
 }
