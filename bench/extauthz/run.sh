@@ -108,8 +108,9 @@ if [ "${PROFILE:-0}" = 1 ]; then
   "$OUT/bin/benchtool" serve -dsn "$DSN" -dir "$OUT" -addr 127.0.0.1:9294 -pprof 127.0.0.1:9295 -batch 4 2>"$OUT/benchtool.log" &
   pids+=("$!"); sleep 1
   curl -s "http://127.0.0.1:9295/debug/pprof/profile?seconds=15" -o "$OUT/cpu.pprof" &
+  CURL_PID=$!
   "$GHZ" --insecure --protoset "$OUT/authz.protoset" --call envoy.service.auth.v3.Authorization.Check \
     --data-file "$OUT/requests.json" -c 16 -z 14s 127.0.0.1:9294 >/dev/null
-  wait %1 2>/dev/null || sleep 2
+  wait "$CURL_PID"
   go tool pprof -top -cum -nodecount=25 "$OUT/bin/benchtool" "$OUT/cpu.pprof" 2>/dev/null | sed -n 5,32p
 fi
