@@ -211,3 +211,44 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestStaticHeaderRotationImmediate: rotating a config's static headers
+// (not a material change: tokens stay valid) is injected from the very
+// next Check, despite the decrypted-header cache.
+func TestStaticHeaderRotationImmediate(t *testing.T) {
+	ctx := context.Background()
+	for _, sf := range storeFactories() {
+		t.Run(sf.name, func(t *testing.T) {
+			st := sf.new(t)
+			_, _, kr := fixtureKeys(t)
+			w := seedWorld(t, st, kr, store.ScopeOrg, store.AuthStaticHeaders)
+			e := newEnv(t, st, sf.opts)
+			tok := mint(t, e.key, w.r.claims(e.clock.Now()))
+			injected := func() string {
+				resp, err := e.client.Check(ctx, fixture(t, "envoy_post_initialize.json", w.r, "", tok))
+				must(t, err)
+				for _, h := range resp.GetOkResponse().GetHeaders() {
+					if h.GetHeader().GetKey() == "x-upstream-key" {
+						return h.GetHeader().GetValue()
+					}
+				}
+				t.Fatalf("no x-upstream-key injected: %v", resp)
+				return ""
+			}
+			if got := injected(); got != "static-planted-secret" {
+				t.Fatalf("before rotation: %q", got)
+			}
+			_, material, err := st.UpdateConfig(ctx, w.cfg.ID, func(c *store.Config) error {
+				c.StaticHeaders = sealStatic(t, kr, c.ID, `{"x-upstream-key":"rotated-value"}`)
+				return nil
+			}, nil)
+			must(t, err)
+			if material {
+				t.Fatal("static header rotation reported as material")
+			}
+			if got := injected(); got != "rotated-value" {
+				t.Fatalf("after rotation: %q, want the new value on the very next Check", got)
+			}
+		})
+	}
+}
