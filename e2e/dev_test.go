@@ -26,7 +26,7 @@ func TestDevQuickStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go is not on PATH: %v", err)
 	}
-	p := startProc(t, "mcpgw-dev", env, gobin, "run", "../cmd/mcpgw", "dev",
+	p := startProc(t, "mcpgw-dev", env, gobin, "-C", "..", "run", "./cmd/mcpgw", "dev",
 		"--listen-http=127.0.0.1:0", "--listen-authz=127.0.0.1:0", "--listen-xds=127.0.0.1:0", "--listen-metrics=127.0.0.1:0")
 	ready := p.waitReady(t)
 	var base string
