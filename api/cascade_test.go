@@ -41,7 +41,7 @@ func (e *env) artifactsFor(cl store.OAuthClient, userID string, inst store.Insta
 	a := artifacts{refresh: secrets.Hash("rt-" + store.NewID()), session: secrets.Hash("ss-" + store.NewID())}
 	if err := e.st.CreateRefreshToken(e.ctx, store.RefreshToken{Hash: a.refresh, FamilyID: store.NewID(), ClientID: cl.ID, UserID: userID,
 		InstanceID: inst.ID, ConfigID: cfg.ID, Resource: cfg.ConnectURL, Scopes: []string{"mcp:access"},
-		ExecutionContext: store.ExecutionContext(store.OwnerScope(cfg.OwnerScope), cfg.OwnerID), CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}); err != nil {
+		ExecutionContext: store.ExecutionContext(store.OwnerScope(cfg.OwnerScope), cfg.OwnerID), ConfigVersion: cfg.Version, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}); err != nil {
 		e.t.Fatalf("CreateRefreshToken: %v", err)
 	}
 	if err := e.st.CreateSession(e.ctx, store.Session{IDHash: a.session, UserID: userID, CSRFHash: secrets.Hash("csrf"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {

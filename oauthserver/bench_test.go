@@ -35,7 +35,7 @@ func benchSetup(b *testing.B, e *env, n int) (clientID, verifier string, codes c
 	codes = make(chan string, n)
 	for range n {
 		raw := secrets.NewToken(prefixCode)
-		if err := e.st.CreateAuthCode(ctx, store.AuthCode{Hash: secrets.Hash(raw), FamilyID: newFamilyID(e.aliceCfg.Version), ClientID: clientID,
+		if err := e.st.CreateAuthCode(ctx, store.AuthCode{Hash: secrets.Hash(raw), FamilyID: newFamilyID(), ClientID: clientID,
 			RedirectURI: testRedirect, Resource: e.routeURL(e.aliceRoute), Scopes: []string{"mcp:access"}, CodeChallenge: s256(verifier),
 			ConfigID: e.aliceCfg.ID, RouteKey: e.aliceRoute.Key, OwnerScope: store.ScopeUser, OwnerID: e.alice.ID,
 			ExecutionContext: "personal", UserID: e.alice.ID, InstanceID: inst.ID, ConfigVersion: e.aliceCfg.Version,

@@ -507,7 +507,7 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			inst, _, _ := e.st.Store.GetOrCreateInstance(context.Background(), store.ScopeUser, e.alice.ID, e.alice.ID, e.aliceCfg.ID, store.NewID())
 			if err := e.st.Store.CreateRefreshToken(context.Background(), store.RefreshToken{Hash: secrets.Hash(raw), FamilyID: store.NewID(),
 				ClientID: c.ID, UserID: e.alice.ID, InstanceID: inst.ID, ConfigID: e.aliceCfg.ID, Resource: e.routeURL(e.aliceRoute),
-				Scopes: []string{"profile"}, ExecutionContext: "personal", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+				Scopes: []string{"profile"}, ExecutionContext: "personal", ConfigVersion: e.aliceCfg.Version, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 				t.Fatal(err)
 			}
 			mark()

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 
 	"mcpgw/domain"
 	"mcpgw/domain/secrets"
@@ -119,7 +117,7 @@ func (s *Server) issueCode(ctx context.Context, p FirstLevelRequest, el eligibil
 	code := secrets.NewToken(prefixCode)
 	ac := store.AuthCode{
 		Hash:             secrets.Hash(code),
-		FamilyID:         newFamilyID(el.Config.Version),
+		FamilyID:         newFamilyID(),
 		ClientID:         p.ClientID,
 		RedirectURI:      p.RedirectURI,
 		Resource:         p.Resource,
@@ -158,25 +156,10 @@ func (s *Server) issueCode(ctx context.Context, p FirstLevelRequest, el eligibil
 	return u.String(), nil
 }
 
-// newFamilyID names a token family and records the config version the
-// user consented to: "<uuid>_v<version>". store.RefreshToken has no version
-// column, and a material config change (new upstream, new auth mode)
-// advances the version, so refreshing a family minted for an older version
-// must fail and send the user back through consent (DESIGN §3 rule 5, §4
-// "re-resolve ... config version").
-func newFamilyID(version int64) string {
-	return store.NewID() + "_v" + strconv.FormatInt(version, 10)
-}
-
-// familyVersion returns the config version a family was issued for.
-func familyVersion(family string) (int64, bool) {
-	i := strings.LastIndex(family, "_v")
-	if i < 0 {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(family[i+2:], 10, 64)
-	return v, err == nil && v > 0
-}
+// newFamilyID names a token family: the code and every refresh token
+// descended from it share it, so reuse can revoke them all (DESIGN §4). The
+// config version the user consented to is stored on each refresh token.
+func newFamilyID() string { return store.NewID() }
 
 // audit appends one event; a failure is logged, not fatal (the action it
 // records has already happened).

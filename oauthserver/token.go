@@ -267,6 +267,7 @@ func (s *Server) tokens(ctx context.Context, cl *client, f tokenFacts, family st
 		Resource:         f.Ref.URL(s.publicBase),
 		Scopes:           f.Scopes,
 		ExecutionContext: f.Ref.ExecutionContext(),
+		ConfigVersion:    f.ConfigVersion,
 		CreatedAt:        now,
 		ExpiresAt:        now.Add(s.refreshTTL),
 	}
@@ -358,7 +359,7 @@ func (s *Server) refresh(ctx context.Context, cl *client, f url.Values) (*tokenR
 		}
 		return nil, s.internal(ctx, "refresh lookup route", err)
 	}
-	if v, ok := familyVersion(rt.FamilyID); !ok || v != cfg.Version {
+	if rt.ConfigVersion != cfg.Version {
 		// The config changed materially since the user consented.
 		_, _ = s.st.RevokeFamily(ctx, rt.FamilyID, now)
 		return nil, s.issueDenied(ctx, &errIneligible{reason: store.ReasonVersionMismatch}, rt.UserID, cl.ID, ref)

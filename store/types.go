@@ -425,10 +425,13 @@ type RefreshToken struct {
 	Resource         string
 	Scopes           []string
 	ExecutionContext string
-	CreatedAt        time.Time
-	ExpiresAt        time.Time
-	ConsumedAt       *time.Time
-	RevokedAt        *time.Time
+	// ConfigVersion is the config version the user consented to; a refresh
+	// after the config's version moved on (a material change) must fail.
+	ConfigVersion int64
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	ConsumedAt    *time.Time
+	RevokedAt     *time.Time
 }
 
 // AuditEvent is one audit row. Metadata must never hold secrets, tokens,

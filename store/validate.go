@@ -879,6 +879,9 @@ func (t RefreshToken) Validate() error {
 	if err := ValidateExecutionContext("refresh_token.execution_context", t.ExecutionContext); err != nil {
 		return err
 	}
+	if t.ConfigVersion < 1 {
+		return Invalid("refresh_token.config_version", "must be at least 1")
+	}
 	return ValidateTime("refresh_token.expires_at", t.ExpiresAt)
 }
 

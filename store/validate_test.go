@@ -210,7 +210,9 @@ func TestValidate(t *testing.T) {
 		{"code too many scopes", code(func(c *AuthCode) { c.Scopes = manyScopes }), "auth_code.scopes"},
 		{"code resource not url", code(func(c *AuthCode) { c.Resource = "urn:x" }), "auth_code.resource"},
 		{"refresh ok", RefreshToken{Hash: vHash, FamilyID: "fam", ClientID: "dcr:x", UserID: vID1, InstanceID: vID2, ConfigID: vID1,
-			Resource: "https://gw/r", Scopes: []string{"mcp:access"}, ExecutionContext: "personal", ExpiresAt: vNow}.Validate, ""},
+			Resource: "https://gw/r", Scopes: []string{"mcp:access"}, ExecutionContext: "personal", ConfigVersion: 1, ExpiresAt: vNow}.Validate, ""},
+		{"refresh no config version", RefreshToken{Hash: vHash, FamilyID: "fam", ClientID: "dcr:x", UserID: vID1, InstanceID: vID2, ConfigID: vID1,
+			Resource: "https://gw/r", Scopes: []string{"mcp:access"}, ExecutionContext: "personal", ExpiresAt: vNow}.Validate, "refresh_token.config_version"},
 		{"refresh no family", RefreshToken{Hash: vHash}.Validate, "refresh_token.family_id"},
 
 		{"audit ok", audit(func(*AuditEvent) {}), ""},

@@ -73,7 +73,7 @@ func TestCleanupJobReplicasPostgres(t *testing.T) {
 		{Hash: oldRT, FamilyID: store.NewID(), CreatedAt: now.Add(-60 * 24 * time.Hour), ExpiresAt: now.Add(-30 * 24 * time.Hour)},
 		{Hash: liveRT, FamilyID: store.NewID(), CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)},
 	} {
-		rt.ClientID, rt.UserID, rt.InstanceID, rt.ConfigID = cl.ID, u.ID, inst.ID, cfg.ID
+		rt.ClientID, rt.UserID, rt.InstanceID, rt.ConfigID, rt.ConfigVersion = cl.ID, u.ID, inst.ID, cfg.ID, cfg.Version
 		rt.Resource, rt.Scopes, rt.ExecutionContext = "https://gw.example.com/mcp-connect/user/"+u.ID+"/"+cfg.ID+"/k", []string{"mcp:access"}, "personal"
 		if err := a.CreateRefreshToken(ctx, rt); err != nil {
 			t.Fatal(err)

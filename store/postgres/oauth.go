@@ -290,12 +290,12 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 }
 
 const refreshCols = `hash, family_id, client_id, user_id::text, COALESCE(instance_id::text, ''), COALESCE(config_id::text, ''),
-	resource, scopes, execution_context, created_at, expires_at, consumed_at, revoked_at`
+	resource, scopes, execution_context, config_version, created_at, expires_at, consumed_at, revoked_at`
 
 func scanRefresh(row pgx.Row) (store.RefreshToken, error) {
 	var t store.RefreshToken
 	err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.UserID, &t.InstanceID, &t.ConfigID, &t.Resource, &t.Scopes,
-		&t.ExecutionContext, &t.CreatedAt, &t.ExpiresAt, &t.ConsumedAt, &t.RevokedAt)
+		&t.ExecutionContext, &t.ConfigVersion, &t.CreatedAt, &t.ExpiresAt, &t.ConsumedAt, &t.RevokedAt)
 	t.Scopes = nilIfEmpty(t.Scopes)
 	t.CreatedAt, t.ExpiresAt, t.ConsumedAt, t.RevokedAt = utc(t.CreatedAt), utc(t.ExpiresAt), utcp(t.ConsumedAt), utcp(t.RevokedAt)
 	return t, err
@@ -304,10 +304,10 @@ func scanRefresh(row pgx.Row) (store.RefreshToken, error) {
 func insertRefresh(ctx context.Context, q querier, t store.RefreshToken) error {
 	_, err := q.Exec(ctx, `INSERT INTO refresh_tokens
 		(hash, family_id, client_id, user_id, instance_id, config_id, resource, scopes, execution_context,
-		 created_at, expires_at, consumed_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, now()), $11, $12, $13)`,
+		 config_version, created_at, expires_at, consumed_at, revoked_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14)`,
 		t.Hash, t.FamilyID, t.ClientID, t.UserID, nullStr(t.InstanceID), nullStr(t.ConfigID), t.Resource, strs(t.Scopes),
-		t.ExecutionContext, ts(t.CreatedAt), t.ExpiresAt, tsp(t.ConsumedAt), tsp(t.RevokedAt))
+		t.ExecutionContext, t.ConfigVersion, ts(t.CreatedAt), t.ExpiresAt, tsp(t.ConsumedAt), tsp(t.RevokedAt))
 	return err
 }
 

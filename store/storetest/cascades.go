@@ -71,7 +71,7 @@ func (x *h) cascadeWorld() *cworld {
 	rt := func(u store.User, c store.Config, in store.Instance, label string) store.RefreshToken {
 		r := store.RefreshToken{Hash: x.hash("cascade-rt-" + label), FamilyID: store.NewID(), ClientID: client.ID, UserID: u.ID,
 			InstanceID: in.ID, ConfigID: c.ID, Resource: "https://gw.example.test/mcp-connect/x", Scopes: []string{"mcp:access"},
-			ExecutionContext: store.ExecutionContext(c.OwnerScope, c.OwnerID), CreatedAt: t0, ExpiresAt: at(24 * time.Hour)}
+			ExecutionContext: store.ExecutionContext(c.OwnerScope, c.OwnerID), ConfigVersion: c.Version, CreatedAt: t0, ExpiresAt: at(24 * time.Hour)}
 		if err := x.s.CreateRefreshToken(x.ctx, r); err != nil {
 			x.t.Fatalf("CreateRefreshToken: %v", err)
 		}
@@ -169,7 +169,7 @@ func testCascades(t *testing.T, newStore NewStore) {
 		_, err := x.s.RotateRefreshToken(x.ctx, w.victimRefresh.Hash, store.RefreshToken{Hash: x.hash("cascade-next"), FamilyID: w.victimRefresh.FamilyID,
 			ClientID: w.victimRefresh.ClientID, UserID: w.victim.ID, InstanceID: w.victimOrg.ID, ConfigID: w.orgCfg.ID,
 			Resource: w.victimRefresh.Resource, Scopes: []string{"mcp:access"}, ExecutionContext: w.victimRefresh.ExecutionContext,
-			CreatedAt: t0, ExpiresAt: at(48 * time.Hour)}, at(time.Minute))
+			ConfigVersion: w.victimRefresh.ConfigVersion, CreatedAt: t0, ExpiresAt: at(48 * time.Hour)}, at(time.Minute))
 		wantErrIn(t, "RotateRefreshToken(victim)", err, store.ErrRevoked, store.ErrNotFound)
 		_, err = x.s.GetSession(x.ctx, w.victimSession.IDHash, at(time.Minute))
 		wantErrIn(t, "GetSession(victim)", err, store.ErrNotFound, store.ErrRevoked)

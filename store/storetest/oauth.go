@@ -258,7 +258,8 @@ func testRefreshTokens(t *testing.T, newStore NewStore) {
 		wantErr(t, "GetRefreshToken", err, nil)
 		if got.FamilyID != fam || got.ClientID != r1.ClientID || got.UserID != r1.UserID || got.InstanceID != r1.InstanceID ||
 			got.ConfigID != r1.ConfigID || got.Resource != r1.Resource || !slices.Equal(got.Scopes, r1.Scopes) ||
-			got.ExecutionContext != r1.ExecutionContext || !got.ExpiresAt.Equal(r1.ExpiresAt) || got.ConsumedAt != nil || got.RevokedAt != nil {
+			got.ExecutionContext != r1.ExecutionContext || got.ConfigVersion != r1.ConfigVersion || got.ConfigVersion < 1 ||
+			!got.ExpiresAt.Equal(r1.ExpiresAt) || got.ConsumedAt != nil || got.RevokedAt != nil {
 			t.Fatalf("GetRefreshToken = %+v, want %+v", got, r1)
 		}
 		r2 := w.refreshToken("r2", fam, at(48*time.Hour))

@@ -393,6 +393,7 @@ func (w oworld) refreshToken(label, family string, expires time.Time) store.Refr
 		Resource:         w.resource(),
 		Scopes:           []string{"mcp:access"},
 		ExecutionContext: "personal",
+		ConfigVersion:    w.cfg.Version,
 		CreatedAt:        t0,
 		ExpiresAt:        expires,
 	}
