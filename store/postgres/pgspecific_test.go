@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -279,23 +280,40 @@ func TestCallerErrorsPassThrough(t *testing.T) {
 	}
 }
 
-// countTracer counts statements sent by a pool.
-type countTracer struct{ n atomic.Int64 }
-
-func (c *countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
+// countingConn counts the client's writes on one connection: pgconn
+// flushes a whole pipeline (Bind, Execute, Sync) in one write, so one write
+// per call is one round trip.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
 }
 
-func (c *countTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
 
 // TestResolveRuntimeOneStatement: every ResolveRuntime call, allowed or
-// denied for any reason, sends exactly one statement (DESIGN §6 step 6:
-// one round trip once the statement is prepared on the connection).
+// denied for any reason, is one write and so one round trip (DESIGN §6
+// step 6) once the statement is prepared on the connection. The pool has
+// one connection and never pings it, so nothing else is sent.
 func TestResolveRuntimeOneStatement(t *testing.T) {
-	tr := &countTracer{}
-	w := newWorld(t, postgres.WithPoolConfig(func(c *pgxpool.Config) { c.ConnConfig.Tracer = tr }))
+	var writes atomic.Int64
+	w := newWorld(t, postgres.WithMaxConns(1), postgres.WithPoolConfig(func(c *pgxpool.Config) {
+		c.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+		dial := c.ConnConfig.DialFunc
+		c.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{Conn: conn, writes: &writes}, nil
+		}
+	}))
 	ctx := context.Background()
+	if _, err := w.s.ResolveRuntime(ctx, w.query()); err != nil { // prepares
+		t.Fatal(err)
+	}
 	other := w.query()
 	other.UserID = w.owner // member (owner) but not assigned
 	unknown := w.query()
@@ -309,13 +327,13 @@ func TestResolveRuntimeOneStatement(t *testing.T) {
 		{"not_assigned", other, store.ReasonNotAssigned},
 		{"route_not_found", unknown, store.ReasonRouteNotFound},
 	} {
-		before := tr.n.Load()
+		before := writes.Load()
 		st, err := w.s.ResolveRuntime(ctx, tc.q)
 		if err != nil || st.Reason != tc.want {
 			t.Fatalf("%s: reason %q err %v", tc.name, st.Reason, err)
 		}
-		if n := tr.n.Load() - before; n != 1 {
-			t.Errorf("%s: %d statements, want 1", tc.name, n)
+		if n := writes.Load() - before; n != 1 {
+			t.Errorf("%s: %d writes, want 1", tc.name, n)
 		}
 	}
 }

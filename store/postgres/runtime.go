@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"crypto/subtle"
-	"time"
+	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"mcpgw/store"
@@ -56,38 +58,102 @@ FROM configs c
 LEFT JOIN instances i ON i.id = $3
 WHERE c.id = $1`
 
-// runtimeFacts is one row of resolveSQL.
-type runtimeFacts struct {
-	now                    time.Time
-	scope, status, key     string
-	owner                  [16]byte
-	version                int64
-	authMode               string
-	passthrough            bool
-	remoteURL              string
-	staticHeaders          []byte
-	staticNames            []string
-	aux                    []byte
-	userStatus             *string
-	orgAccess              int32
-	iScope                 *string
-	iOwner, iUser, iConfig pgtype.UUID
-	iState                 *string
-	iGrantVersion          *int64
-	gAccess, gRefresh      []byte
-	gType, gScope          *string
-	gExpires, gUpdated     *time.Time
+// resolveStmt names the prepared resolveSQL on every pooled connection.
+// ResolveRuntime bypasses pgx's generic Query/Scan path (see
+// runtime_decode.go): it prepares the statement once per connection under
+// this name (pgx caches it; later calls are a map lookup), then sends only
+// Bind/Execute/Sync (no Describe) with binary uuid parameters and asks for every result
+// column in binary.
+const resolveStmt = "mcpgw_resolve_runtime"
+
+// binaryFormat is one format code, which the protocol applies to every
+// parameter or every result column.
+var binaryFormat = []int16{1}
+
+// runtimeAux caches parsed aux_headers documents for every Store.
+var runtimeAux auxCache
+
+// prepareResolve makes sure resolveStmt exists on the connection and that
+// the server describes it exactly as the decoder expects: three uuid
+// parameters and the resolveOIDs columns. A mismatch (resolveSQL edited
+// without the decoder, a schema change) fails closed.
+//
+// The returned description is executed with ExecStatement, which sends no
+// Describe: the server then does not repeat the 26-column RowDescription
+// on every call, and pgconn does not rebuild it.
+func prepareResolve(ctx context.Context, c *pgx.Conn) (*pgconn.StatementDescription, error) {
+	sd, err := c.Prepare(ctx, resolveStmt, resolveSQL)
+	if err != nil {
+		return nil, err
+	}
+	if len(sd.ParamOIDs) != 3 || len(sd.Fields) != len(resolveOIDs) {
+		return nil, fmt.Errorf("%w: statement has %d parameters, %d columns", errRuntimeRow, len(sd.ParamOIDs), len(sd.Fields))
+	}
+	for _, oid := range sd.ParamOIDs {
+		if oid != pgtype.UUIDOID {
+			return nil, fmt.Errorf("%w: parameter type %d", errRuntimeRow, oid)
+		}
+	}
+	for i, fd := range sd.Fields {
+		if fd.DataTypeOID != resolveOIDs[i] {
+			return nil, fmt.Errorf("%w: column %d has type %d, want %d", errRuntimeRow, i, fd.DataTypeOID, resolveOIDs[i])
+		}
+	}
+	return sd, nil
 }
 
-// targets are the scan destinations of one resolveSQL row, in column
-// order; every reader of resolveSQL scans through it so the two never
-// drift apart.
-func (f *runtimeFacts) targets() []any {
-	return []any{&f.now, &f.scope, &f.owner, &f.status, &f.key, &f.version, &f.authMode, &f.passthrough,
-		&f.remoteURL, &f.staticHeaders, &f.staticNames, &f.aux,
-		&f.userStatus, &f.orgAccess,
-		&f.iScope, &f.iOwner, &f.iUser, &f.iConfig, &f.iState, &f.iGrantVersion,
-		&f.gAccess, &f.gRefresh, &f.gType, &f.gScope, &f.gExpires, &f.gUpdated}
+// runtimeIDs are the query's ids as 16-byte values: the statement's
+// binary parameters and the operands of runtimeDecide's comparisons.
+type runtimeIDs struct {
+	config, user, instance, owner uuid.UUID
+}
+
+// parseRuntimeIDs converts validated ids (store.ValidID) without failing.
+func parseRuntimeIDs(q store.RuntimeQuery) (ids runtimeIDs) {
+	ids.config, _ = uuid.Parse(q.ConfigID)
+	ids.user, _ = uuid.Parse(q.UserID)
+	ids.instance, _ = uuid.Parse(q.InstanceID)
+	ids.owner, _ = uuid.Parse(q.OwnerID)
+	return ids
+}
+
+// params returns the three statement parameters ($1 config, $2 user,
+// $3 instance) in binary.
+func (ids *runtimeIDs) params() [][]byte {
+	return [][]byte{ids.config[:], ids.user[:], ids.instance[:]}
+}
+
+// readRuntime reads the at most one row of an executed resolveStmt and
+// applies the rules. Every error is a database or protocol failure.
+func readRuntime(rr *pgconn.ResultReader, q store.RuntimeQuery, ids *runtimeIDs) (store.RuntimeState, error) {
+	var (
+		f     runtimeFacts
+		st    store.RuntimeState
+		rows  int
+		dfail error
+	)
+	for rr.NextRow() {
+		rows++
+		if rows == 1 {
+			if dfail = f.decode(rr.Values()); dfail == nil {
+				// aux points into the read buffer: decide before the
+				// next read.
+				st, dfail = runtimeDecide(q, ids, &f)
+			}
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return store.RuntimeState{}, err
+	}
+	switch {
+	case dfail != nil:
+		return store.RuntimeState{}, dfail
+	case rows == 0:
+		return store.RuntimeState{Reason: store.ReasonRouteNotFound}, nil
+	case rows > 1: // impossible: configs.id is the primary key
+		return store.RuntimeState{}, fmt.Errorf("%w: %d rows", errRuntimeRow, rows)
+	}
+	return st, nil
 }
 
 // ResolveRuntime proves the runtime rules in one round trip and names the
@@ -96,23 +162,29 @@ func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store
 	if err := q.Validate(); err != nil {
 		return store.RuntimeState{}, err
 	}
-	var f runtimeFacts
-	err := s.pool.QueryRow(ctx, resolveSQL, q.ConfigID, q.UserID, q.InstanceID).Scan(f.targets()...)
-	if isNoRows(err) {
-		return store.RuntimeState{Reason: store.ReasonRouteNotFound}, nil
-	}
+	ids := parseRuntimeIDs(q)
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return store.RuntimeState{}, mapErr("resolve runtime", err)
 	}
-	return runtimeDecide(q, &f)
+	defer c.Release()
+	sd, err := prepareResolve(ctx, c.Conn())
+	if err != nil {
+		return store.RuntimeState{}, mapErr("resolve runtime", err)
+	}
+	rr := c.Conn().PgConn().ExecStatement(ctx, sd, ids.params(), binaryFormat, binaryFormat)
+	st, err := readRuntime(rr, q, &ids)
+	if err != nil {
+		return store.RuntimeState{}, mapErr("resolve runtime", err)
+	}
+	return st, nil
 }
 
 // runtimeDecide applies the rules of Store.ResolveRuntime in order.
-func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, error) {
-	// The ids were validated (store.ValidID) before the query.
-	qOwner, qUser, qConfig := uuid.MustParse(q.OwnerID), uuid.MustParse(q.UserID), uuid.MustParse(q.ConfigID)
+func runtimeDecide(q store.RuntimeQuery, ids *runtimeIDs, f *runtimeFacts) (store.RuntimeState, error) {
+	qOwner, qUser, qConfig := ids.owner, ids.user, ids.config
 	deny := func(r store.Reason) (store.RuntimeState, error) {
-		return store.RuntimeState{Reason: r, Checked: utc(f.now)}, nil
+		return store.RuntimeState{Reason: r, Checked: f.now}, nil
 	}
 	scope := store.OwnerScope(f.scope)
 	switch {
@@ -126,13 +198,13 @@ func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, e
 		return deny(store.ReasonConfigDisabled)
 	case f.version != q.ConfigVersion:
 		return deny(store.ReasonVersionMismatch)
-	case q.ExecutionContext != store.ExecutionContext(scope, uuid.UUID(f.owner).String()):
+	case !executionContextIs(q.ExecutionContext, scope, f.owner):
 		return deny(store.ReasonContextMismatch)
 	}
-	if f.userStatus == nil {
+	if !f.hasUser {
 		return deny(store.ReasonUserNotFound)
 	}
-	switch store.UserStatus(*f.userStatus) {
+	switch store.UserStatus(f.userStatus) {
 	case store.UserActive:
 	case store.UserDeleted:
 		return deny(store.ReasonUserDeleted)
@@ -156,34 +228,28 @@ func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, e
 			return deny(store.ReasonNotMember)
 		}
 	}
-	if f.iState == nil {
+	if !f.hasInstance {
 		return deny(store.ReasonInstanceNotFound)
 	}
-	if f.iUser.Bytes != qUser || f.iConfig.Bytes != qConfig || *f.iScope != f.scope || f.iOwner.Bytes != f.owner {
+	if f.iUser != qUser || f.iConfig != qConfig || f.iScope != f.scope || f.iOwner != f.owner {
 		return deny(store.ReasonInstanceMismatch)
 	}
-	if *f.iState != string(store.InstanceActive) {
+	if f.iState != string(store.InstanceActive) {
 		return deny(store.ReasonInstanceNotActive)
 	}
 	mode := store.AuthMode(f.authMode)
 	var grant *store.Grant
 	if mode.IsOAuth() {
-		if f.gType == nil {
+		if !f.hasGrant {
 			return deny(store.ReasonGrantMissing)
 		}
-		grant = &store.Grant{InstanceID: q.InstanceID, Version: *f.iGrantVersion, AccessToken: f.gAccess,
-			TokenType: *f.gType, ExpiresAt: utcp(f.gExpires)}
-		if len(f.gRefresh) > 0 {
-			grant.RefreshToken = f.gRefresh
-		}
-		if f.gScope != nil {
-			grant.Scope = *f.gScope
-		}
+		grant = &store.Grant{InstanceID: q.InstanceID, Version: f.iGrantVersion, AccessToken: f.gAccess,
+			RefreshToken: f.gRefresh, TokenType: f.gType, Scope: f.gScope, ExpiresAt: f.gExpires}
 		if f.gUpdated != nil {
-			grant.UpdatedAt = utc(*f.gUpdated)
+			grant.UpdatedAt = *f.gUpdated
 		}
 	}
-	aux, err := parseMap(f.aux)
+	aux, err := runtimeAux.parse(f.aux)
 	if err != nil {
 		return store.RuntimeState{}, mapErr("resolve runtime", err)
 	}
@@ -199,12 +265,39 @@ func runtimeDecide(q store.RuntimeQuery, f *runtimeFacts) (store.RuntimeState, e
 			AuxHeaders:        aux,
 		},
 		InstanceID:   q.InstanceID,
-		GrantVersion: *f.iGrantVersion,
+		GrantVersion: f.iGrantVersion,
 		Grant:        grant,
-		Checked:      utc(f.now),
-	}
-	if len(st.Config.StaticHeaders) == 0 {
-		st.Config.StaticHeaders = nil
+		Checked:      f.now,
 	}
 	return st, nil
+}
+
+// executionContextIs reports whether ec is store.ExecutionContext(scope,
+// owner) with the owner in canonical (lower-case) text, without building
+// the string.
+func executionContextIs(ec string, scope store.OwnerScope, owner [16]byte) bool {
+	if scope != store.ScopeOrg {
+		return ec == "personal"
+	}
+	const prefix = "org:"
+	if len(ec) != len(prefix)+36 || ec[:len(prefix)] != prefix {
+		return false
+	}
+	var buf [36]byte
+	encodeUUID(&buf, owner)
+	return ec[len(prefix):] == string(buf[:])
+}
+
+// encodeUUID writes u in the canonical 8-4-4-4-12 lower-case form.
+func encodeUUID(dst *[36]byte, u [16]byte) {
+	const hexDigits = "0123456789abcdef"
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = hexDigits[b>>4], hexDigits[b&0x0f]
+		j += 2
+	}
 }
