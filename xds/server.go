@@ -33,6 +33,7 @@ type Server struct {
 	cache   cache.SnapshotCache
 	shared  *sharedMarshalCache // what the gRPC server reads from
 	xds     xdsserver.Server
+	xdsOnce sync.Once
 
 	// hostChanged carries hosts whose resolution changed from the resolve
 	// loop to the build loop.
@@ -46,6 +47,11 @@ type Server struct {
 	readyOnce sync.Once
 	audits    sync.WaitGroup
 	bg        sync.WaitGroup // first resolutions of new hosts
+
+	// streamsCtx is the context go-control-plane's stream loops select
+	// on; endStreams (called when Run returns) ends every open ADS stream.
+	streamsCtx context.Context
+	endStreams context.CancelFunc
 
 	// published is signalled (non-blocking) after every SetSnapshot; tests
 	// and benchmarks wait on it.
@@ -93,6 +99,7 @@ func New(opts Options) (*Server, error) {
 		published:   make(chan struct{}, 1),
 		sent:        map[int64]map[string]sentResponse{},
 	}
+	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger{s.log})
 	s.shared = newSharedMarshalCache(s.cache)
 	return s, nil
@@ -100,16 +107,23 @@ func New(opts Options) (*Server, error) {
 
 // Register attaches the ADS service (and the per-type discovery services,
 // for clients that do not aggregate) to g. Streams opened before the first
-// snapshot wait for it.
+// snapshot wait for it; every stream ends with codes.Unavailable when Run
+// returns (see endingServer), so grpc.Server.GracefulStop can complete.
 func (s *Server) Register(g *grpc.Server) {
-	if s.xds == nil {
-		s.xds = xdsserver.NewServer(context.Background(), s.shared, s.callbacks())
-	}
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
-	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
-	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
-	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	s.initXDS()
+	w := endingServer{Server: s.xds, ended: s.streamsCtx.Done()}
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, w)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, w)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, w)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, w)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, w)
+}
+
+// initXDS creates the go-control-plane server once. Its context is
+// streamsCtx, not Run's: the server may be registered before Run starts,
+// and its stream loops return when that context ends.
+func (s *Server) initXDS() {
+	s.xdsOnce.Do(func() { s.xds = xdsserver.NewServer(s.streamsCtx, s.shared, s.callbacks()) })
 }
 
 // ServerOptions are the gRPC server options xds is tuned and benchmarked
@@ -247,10 +261,16 @@ func (s *Server) Current() *cache.Snapshot {
 // periodically and re-resolves upstream hosts until ctx ends. Store errors
 // are retried (the previous snapshot stays in force); Run returns nil on
 // cancellation.
+//
+// When Run returns, every open xDS stream is ended with codes.Unavailable.
+// ADS streams never end on their own, so without this a graceful stop of
+// the gRPC server would wait for them until its shutdown timeout; a
+// stopped control plane would also keep streams open that no longer get
+// updates. Envoy keeps its last good configuration and reconnects (to
+// another replica behind the same address, if any).
 func (s *Server) Run(ctx context.Context) error {
-	if s.xds == nil {
-		s.xds = xdsserver.NewServer(ctx, s.shared, s.callbacks())
-	}
+	s.initXDS()
+	defer s.endStreams()
 	defer s.audits.Wait()
 	defer s.bg.Wait()
 	go s.resolveLoop(ctx)

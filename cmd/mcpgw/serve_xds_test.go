@@ -11,13 +11,19 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // TestServeXDS runs `mcpgw dev --components=xds` in-process: health turns
 // SERVING once the first snapshot exists, and an ADS client receives the
-// configured listener.
+// configured listener. Stopping the process with that ADS stream still
+// open ends the stream (UNAVAILABLE) and returns: the shutdown timeout is
+// 10 minutes, so a graceful stop that waited for the endless stream would
+// hang past the one-minute bound below (and `go test`'s default deadline)
+// instead of passing slowly.
 func TestServeXDS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -27,7 +33,7 @@ func TestServeXDS(t *testing.T) {
 	go func() {
 		done <- run(ctx, &app{stdout: lw, stderr: &errb}, []string{"dev", "--components=xds",
 			"--listen-http=127.0.0.1:0", "--listen-authz=127.0.0.1:0", "--listen-xds=127.0.0.1:0", "--listen-metrics=127.0.0.1:0",
-			"--xds-listener-addr=127.0.0.1:10123"})
+			"--xds-listener-addr=127.0.0.1:10123", "--shutdown-timeout=10m"})
 	}()
 	ready := waitLine(t, lw.lines, "mcpgw ready", 30*time.Second)
 	addr := field(ready, "xds")
@@ -52,7 +58,7 @@ func TestServeXDS(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling for convergence
 	}
 
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute) // not ctx: the stop must end it
 	defer scancel()
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
 	if err != nil {
@@ -75,13 +81,30 @@ func TestServeXDS(t *testing.T) {
 	if sa := l.GetAddress().GetSocketAddress(); sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != 10123 {
 		t.Errorf("listener address %v, want 127.0.0.1:10123", sa)
 	}
+	streamEnd := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				streamEnd <- err
+				return
+			}
+		}
+	}()
 	cancel()
 	select {
 	case code := <-done:
 		if code != 0 {
 			t.Errorf("exit code %d\n%s", code, errb.String())
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no shutdown within 30s")
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not return within 1m of the stop (shutdown timeout 10m): an open ADS stream blocks the graceful stop\n%s", errb.String())
+	}
+	select {
+	case err := <-streamEnd:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("ADS stream ended with %v, want UNAVAILABLE", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("ADS stream still open after serve returned")
 	}
 }
