@@ -122,13 +122,19 @@ type adsClient struct {
 
 func dialADS(t testing.TB, addr, nodeID, cluster string, callOpts ...grpc.CallOption) *adsClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	return dialADSWith(t, addr, nodeID, cluster, nil, callOpts...)
+}
+
+// dialADSWith is dialADS with extra dial options (benchmarks).
+func dialADSWith(t testing.TB, addr, nodeID, cluster string, dialOpts []grpc.DialOption, callOpts ...grpc.CallOption) *adsClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(append([]grpc.CallOption{grpc.MaxCallRecvMsgSize(256 << 20)}, callOpts...)...),
 		// Envoy's HTTP/2 defaults for its gRPC clients (256 MiB stream
 		// window) so large RDS pushes are not throttled by Go's small
 		// default windows.
-		grpc.WithInitialWindowSize(256<<20), grpc.WithInitialConnWindowSize(256<<20),
-		grpc.WithReadBufferSize(1<<20))
+		grpc.WithInitialWindowSize(256 << 20), grpc.WithInitialConnWindowSize(256 << 20),
+		grpc.WithReadBufferSize(1 << 20)}, dialOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

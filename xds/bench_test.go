@@ -21,6 +21,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	"mcpgw/domain"
 	"mcpgw/store"
@@ -246,7 +247,8 @@ func BenchmarkRotationLatency10k(b *testing.B) {
 	// per client ACK every RDS push and note when it arrived.
 	for i := 0; i < clients; i++ {
 		codec := newLeanCodec()
-		c := dialADS(b, lis.Addr().String(), fmt.Sprintf("envoy-%d", i), "bench", grpc.ForceCodecV2(codec))
+		c := dialADSWith(b, lis.Addr().String(), fmt.Sprintf("envoy-%d", i), "bench",
+			[]grpc.DialOption{experimental.WithBufferPool(newDirtyPool())}, grpc.ForceCodecV2(codec))
 		c.subscribe(DefaultRouteConfigName)
 		codec.lean.Store(true) // from now on read only the envelope (see leanCodec)
 		go func(i int, c *adsClient) {

@@ -470,14 +470,10 @@ func (s *Server) finish(ctx context.Context, st *state, trans []transition) erro
 	}
 	s.shared.preset(st.routeWire)
 	s.metrics.configs.Set(float64(len(st.ids)))
-	down := map[string]int{problemNonPublic: 0, problemResolve: 0, problemPlainHTTP: 0, problemBadURL: 0, problemPending: 0}
-	for _, e := range st.entries {
-		if e.problem != "" {
-			down[e.problem]++
+	if down, changed := st.problemCounts(); changed {
+		for k, v := range down {
+			s.metrics.upstreamsDown.WithLabelValues(k).Set(float64(v))
 		}
-	}
-	for k, v := range down {
-		s.metrics.upstreamsDown.WithLabelValues(k).Set(float64(v))
 	}
 	return s.publish(ctx, snap)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,7 @@ func TestSnapshotsAlwaysConsistent(t *testing.T) {
 	urls := []string{"https://x.example/a", "https://y.example/", "ftp://bad/", "https://x.example/b"}
 	keys := []string{keyA, keyB, "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"}
 	reused := 0
+	var lastProblems map[string]int
 	for step := 0; step < 200; step++ {
 		id := ids[step%len(ids)]
 		switch (step * 7) % 5 {
@@ -266,6 +268,34 @@ func TestSnapshotsAlwaysConsistent(t *testing.T) {
 		if err := snap.Consistent(); err != nil {
 			t.Fatalf("step %d: snapshot not consistent: %v", step, err)
 		}
+		// The incremental bookkeeping matches a recount from the map.
+		if len(st.order) != len(st.ids) || len(st.ids) != len(st.entries) {
+			t.Fatalf("step %d: %d ordered entries, %d ids, %d entries", step, len(st.order), len(st.ids), len(st.entries))
+		}
+		for i, id := range st.ids {
+			if st.order[i] != st.entries[id] {
+				t.Fatalf("step %d: order[%d] is not the entry of %s", step, i, id)
+			}
+		}
+		// A step that left problemsDirty unset changed no entry's
+		// problem: the recount equals the previous one.
+		now := map[string]int{}
+		for _, e := range st.entries {
+			if e.problem != "" {
+				now[e.problem]++
+			}
+		}
+		if lastProblems != nil && !st.problemsDirty && !maps.Equal(now, lastProblems) {
+			t.Fatalf("step %d: problems changed to %v from %v without problemsDirty", step, now, lastProblems)
+		}
+		if got, changed := st.problemCounts(); changed {
+			for k, v := range now {
+				if got[k] != v {
+					t.Fatalf("step %d: problem %s counted %d, want %d", step, k, got[k], v)
+				}
+			}
+		}
+		lastProblems = now
 		for typeURL := range kindDirs {
 			for name, r := range snap.GetResources(typeURL) {
 				if err := roundTrip(t, r).(validator).ValidateAll(); err != nil {

@@ -38,7 +38,7 @@ type sharedMarshalCache struct {
 type memoKey struct{ typeURL, version, name string }
 
 // memoLimit bounds the memo: a few recent versions of each shared type.
-const memoLimit = 64
+const memoLimit = 4
 
 // sharedTypes are the types whose responses are shared: the route
 // configuration only. Forwarding adds a hop, which can only delay a
