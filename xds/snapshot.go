@@ -11,7 +11,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
@@ -53,8 +52,10 @@ type entry struct {
 	// then has no route, cluster or endpoints (404).
 	unroutable bool
 
-	route       *routev3.Route
-	routeBytes  []byte // deterministic wire form of route
+	// routeBytes is the deterministic wire form of the config's Route.
+	// The typed Route is not kept: only these bytes are served, and 10k
+	// pointer-rich Route trees would be marked by every GC cycle.
+	routeBytes  []byte
 	routeDigest digest
 	cluster     *clusterv3.Cluster
 	clusterDig  digest
@@ -144,8 +145,7 @@ func (st *state) upsert(rc store.RoutableConfig) bool {
 		e.problem = problemBadURL
 	} else {
 		e.up = up
-		e.route = st.b.configRoute(rc, up)
-		e.routeBytes = mustMarshal(e.route)
+		e.routeBytes = mustMarshal(st.b.configRoute(rc, up))
 		e.routeDigest = sha256.Sum256(e.routeBytes)
 		if ok && !old.unroutable && old.up == up {
 			e.cluster, e.clusterDig = old.cluster, old.clusterDig // depends on id and upstream only
