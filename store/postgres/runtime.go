@@ -14,9 +14,8 @@ import (
 )
 
 // resolveSQL is the runtime recheck (DESIGN §6 step 6) as ONE statement, so
-// it costs one round trip: pgx's default QueryExecModeCacheStatement
-// prepares it once per connection and afterwards sends only
-// Bind/Execute/Sync.
+// it costs one round trip: it is prepared once per connection
+// (resolveStmt) and afterwards each call sends only Bind/Execute/Sync.
 //
 // Every lookup is by primary key, so the cost does not grow with the data.
 // The schema keeps the happy path at four lookups (three for personal
