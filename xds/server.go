@@ -267,7 +267,8 @@ func (s *Server) Current() *cache.Snapshot {
 // the gRPC server would wait for them until its shutdown timeout; a
 // stopped control plane would also keep streams open that no longer get
 // updates. Envoy keeps its last good configuration and reconnects (to
-// another replica behind the same address, if any).
+// another replica behind the same address, if any). A Server is run once:
+// streams opened after Run returned end at once.
 func (s *Server) Run(ctx context.Context) error {
 	s.initXDS()
 	defer s.endStreams()
