@@ -209,7 +209,7 @@ func TestMigrateIdempotentAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"00001_init.sql", "00002_assignment_membership_fk.sql"} {
+	for _, want := range []string{"00001_init.sql", "00002_assignment_membership_fk.sql", "00003_refresh_token_config_version.sql"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %s:\n%s", want, out)
 		}
