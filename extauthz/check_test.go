@@ -318,6 +318,14 @@ func checkCases() []checkCase {
 			st.Config.StaticHeaders = sealStatic(e.t, e.kr, r.ref.ConfigID, `{"x-k":"a\r\nx-evil: 1"}`)
 			st.Config.StaticHeaderNames = []string{"x-k"}
 		}, wantStatus: 403, wantReason: ReasonHeaderConflict},
+		{name: "decrypted static header colliding with an auxiliary header refused", state: func(st *store.RuntimeState, e *env, r route) {
+			// The plaintext names column disagrees with the ciphertext, so
+			// ValidateSources alone cannot see the collision.
+			st.Config.AuthMode = store.AuthStaticHeaders
+			st.Config.StaticHeaders = sealStatic(e.t, e.kr, r.ref.ConfigID, `{"x-tenant":"from-static"}`)
+			st.Config.StaticHeaderNames = []string{"x-other"}
+			st.Config.AuxHeaders = map[string]string{"x-tenant": "from-aux"}
+		}, wantStatus: 403, wantReason: ReasonHeaderConflict},
 		{name: "static header names stripped in none mode", state: func(st *store.RuntimeState, e *env, r route) {
 			st.Config.StaticHeaderNames = []string{"x-upstream-key"}
 		}, req: setHeader("x-upstream-key", "client"), wantStatus: 200, wantReason: ReasonAllowed, wantInjected: map[string]string{}, wantRemoved: []string{"x-upstream-key"}},

@@ -279,9 +279,20 @@ func (s *Server) upstreamHeaders(ctx context.Context, st store.RuntimeState) (se
 	for k, v := range cfg.AuxHeaders {
 		set = append(set, headers.Header{Name: k, Value: v})
 	}
-	// A static header and an auxiliary header with the same name were
-	// refused by ValidateSources; sort for a deterministic response.
+	// Sort for a deterministic response. ValidateSources refused a static
+	// and an auxiliary header with the same name, but it reads the
+	// plaintext static_header_names column, not the decrypted headers about
+	// to be injected; if the two ever disagree, one name would get two
+	// values and the last one Envoy applies would win. Every upstream
+	// header has exactly one source (DESIGN §6 step 8), so a repeated name
+	// is a conflict here too.
 	slices.SortFunc(set, byName)
+	for i := 1; i < len(set); i++ {
+		if set[i].Name == set[i-1].Name {
+			s.log.Error("extauthz: upstream header set by two sources", "config_id", cfg.ID, "header", set[i].Name)
+			return nil, ReasonHeaderConflict, http.StatusForbidden, nil
+		}
+	}
 	return set, "", 0, nil
 }
 
