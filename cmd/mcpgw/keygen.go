@@ -16,7 +16,8 @@ import (
 	"mcpgw/domain/signing"
 )
 
-// runKeygen writes a new RSA signing key (PKCS#8 PEM with a Key-Id header)
+// runKeygen writes a new RSA signing key (plain PKCS#8 PEM, which OpenSSL
+// reads; its kid is the RFC 7638 thumbprint of the public key, signing.KeyID)
 // and a new AES-256 encryption key ("id:base64", the key ring entry
 // format), then prints the environment lines that use them (DESIGN §9).
 // When the environment already names a signing key and a key ring, the

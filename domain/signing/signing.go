@@ -26,7 +26,10 @@ const MinBits = 2048
 // modular exponentiations.
 const maxBits = 8192
 
-// PEMHeaderKeyID is the PEM header that carries the key id.
+// PEMHeaderKeyID is the PEM header that carried the key id in key files
+// written before keygen switched to plain PKCS#8 (OpenSSL refuses PEM
+// headers). Such files still load with the header's id, so tokens signed
+// under it keep verifying; nothing writes the header any more.
 const PEMHeaderKeyID = "Key-Id"
 
 // ErrInvalidKey reports an unusable key or key file. Messages never contain
@@ -62,36 +65,51 @@ func Generate(bits int) (Key, error) {
 	return Key{ID: id, Private: priv}, nil
 }
 
-// KeyID derives a stable key id from a public key: the first 16 characters
-// of base64url(SHA-256(PKIX DER)) — 96 bits, plenty to tell keys apart, and
-// the same on every replica without coordination.
+// KeyID derives the key id from a public key: its RFC 7638 JWK
+// thumbprint, base64url(SHA-256) of the JWK's required members in
+// lexicographic order without whitespace, {"e":..,"kty":"RSA","n":..}
+// (§3.2, §3.3) — 43 characters, the same on every replica without
+// coordination and recomputable by any JOSE library from the JWKS entry.
 func KeyID(pub *rsa.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("%w: cannot encode public key", ErrInvalidKey)
+	if pub == nil || pub.N == nil || pub.N.Sign() <= 0 || pub.E <= 0 {
+		return "", fmt.Errorf("%w: no public key", ErrInvalidKey)
 	}
-	sum := sha256.Sum256(der)
-	return base64.RawURLEncoding.EncodeToString(sum[:])[:16], nil
+	n, e := jwkNE(pub)
+	// n and e are base64url, which needs no JSON escaping.
+	sum := sha256.Sum256([]byte(`{"e":"` + e + `","kty":"RSA","n":"` + n + `"}`))
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
-// EncodePEM renders k as a PKCS#8 "PRIVATE KEY" PEM block with a
-// "Key-Id: <id>" header. It panics only if k has no private key.
+// jwkNE encodes n and e as RFC 7518 §6.3.1 wants them: unpadded base64url
+// of the minimal big-endian bytes.
+func jwkNE(pub *rsa.PublicKey) (n, e string) {
+	return base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+		base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes())
+}
+
+// EncodePEM renders k as a plain PKCS#8 "PRIVATE KEY" PEM block (RFC 7468
+// §10), which OpenSSL and every other tool read; ParsePEM derives the id
+// back with KeyID. Only a key whose ID is not KeyID of its public key (one
+// loaded from an older file with a Key-Id header) is written with that
+// header, because the id could not be recovered otherwise. It panics only
+// if k has no private key.
 func EncodePEM(k Key) []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(k.Private)
 	if err != nil {
 		panic("signing: EncodePEM: " + err.Error())
 	}
-	return pem.EncodeToMemory(&pem.Block{
-		Type:    "PRIVATE KEY",
-		Headers: map[string]string{PEMHeaderKeyID: k.ID},
-		Bytes:   der,
-	})
+	block := &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+	if id, err := KeyID(&k.Private.PublicKey); err != nil || id != k.ID {
+		block.Headers = map[string]string{PEMHeaderKeyID: k.ID}
+	}
+	return pem.EncodeToMemory(block)
 }
 
 // ParsePEM reads the first PEM block of b: PKCS#8 "PRIVATE KEY" (what
 // EncodePEM and openssl genpkey write) or PKCS#1 "RSA PRIVATE KEY". The key
-// must be RSA with 2048-8192 bits. The id is the Key-Id header when present
-// (it must be a valid kid), else KeyID of the public key.
+// must be RSA with 2048-8192 bits. The id is KeyID of the public key,
+// except in an older file with a Key-Id header, whose id stays the
+// header's (it must be a valid kid) so tokens it already signed verify.
 func ParsePEM(b []byte) (Key, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
@@ -266,12 +284,8 @@ type jwks struct {
 func (s *Set) JWKS() []byte {
 	out := jwks{Keys: []jwk{}}
 	for _, k := range s.keys() {
-		pub := k.Private.PublicKey
-		out.Keys = append(out.Keys, jwk{
-			Kty: "RSA", Use: "sig", Alg: "RS256", Kid: k.ID,
-			N: base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			E: base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		})
+		n, e := jwkNE(&k.Private.PublicKey)
+		out.Keys = append(out.Keys, jwk{Kty: "RSA", Use: "sig", Alg: "RS256", Kid: k.ID, N: n, E: e})
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

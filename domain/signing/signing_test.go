@@ -8,9 +8,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +49,7 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	k := testKeys(t)[0]
-	if len(k.ID) != 16 || k.Private.N.BitLen() != 2048 {
+	if len(k.ID) != 43 || k.Private.N.BitLen() != 2048 {
 		t.Fatalf("id %q bits %d", k.ID, k.Private.N.BitLen())
 	}
 	id, _ := KeyID(&k.Private.PublicKey)
@@ -62,7 +64,9 @@ func TestGenerate(t *testing.T) {
 func TestPEMRoundTrip(t *testing.T) {
 	k := testKeys(t)[0]
 	b := EncodePEM(k)
-	if !strings.Contains(string(b), "Key-Id: "+k.ID) || !strings.Contains(string(b), "BEGIN PRIVATE KEY") {
+	// Plain PKCS#8: one block, no headers (OpenSSL refuses unknown ones).
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" || len(block.Headers) != 0 || len(rest) != 0 || strings.Contains(string(b), PEMHeaderKeyID) {
 		t.Fatalf("PEM:\n%s", b)
 	}
 	got, err := ParsePEM(b)
@@ -82,6 +86,118 @@ func TestPEMRoundTrip(t *testing.T) {
 	}
 	if _, err := LoadFile(filepath.Join(dir, "missing.pem")); err == nil {
 		t.Fatal("missing file loaded")
+	}
+
+	// A key whose id is not its thumbprint keeps its id through a round
+	// trip: EncodePEM falls back to the Key-Id header for it.
+	custom := Key{ID: "2026-11.a", Private: k.Private}
+	if got, err := ParsePEM(EncodePEM(custom)); err != nil || got.ID != custom.ID {
+		t.Fatalf("custom id round trip: %q, %v", got.ID, err)
+	}
+}
+
+// TestKeyIDRFC7638 checks KeyID against the worked example of RFC 7638
+// §3.1 (the RSA key of RFC 7517 Appendix A.1).
+func TestKeyIDRFC7638(t *testing.T) {
+	const (
+		n    = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+		want = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+	)
+	nb, err := base64.RawURLEncoding.DecodeString(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := KeyID(&rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: 65537})
+	if err != nil || got != want {
+		t.Fatalf("KeyID = %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []*rsa.PublicKey{nil, {}, {N: big.NewInt(0), E: 65537}, {N: big.NewInt(7), E: 0}} {
+		if _, err := KeyID(bad); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("KeyID(%v): %v", bad, err)
+		}
+	}
+}
+
+// legacyPEM writes a key file exactly as keygen did before kids became
+// RFC 7638 thumbprints: PKCS#8 with a "Key-Id:" header holding the first
+// 16 characters of base64url(SHA-256(PKIX DER)).
+func legacyPEM(t *testing.T, k Key) ([]byte, string) {
+	t.Helper()
+	pub, err := x509.MarshalPKIXPublicKey(&k.Private.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(pub)
+	id := base64.RawURLEncoding.EncodeToString(sum[:])[:16]
+	der, err := x509.MarshalPKCS8PrivateKey(k.Private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{"Key-Id": id}, Bytes: der}), id
+}
+
+// TestLegacyKeyIDHeader: a file from an earlier keygen loads with the kid
+// its header names, so tokens it signed before the upgrade still find
+// their key — locally, in the JWKS, and next to a new-format key.
+func TestLegacyKeyIDHeader(t *testing.T) {
+	ks := testKeys(t)
+	old, oldID := legacyPEM(t, ks[1])
+	dir := t.TempDir()
+	oldPath, newPath := filepath.Join(dir, "old.pem"), filepath.Join(dir, "new.pem")
+	os.WriteFile(oldPath, old, 0o600)
+	os.WriteFile(newPath, EncodePEM(ks[0]), 0o600)
+
+	k, err := LoadFile(oldPath)
+	if err != nil || k.ID != oldID || k.ID == ks[1].ID || !k.Private.Equal(ks[1].Private) {
+		t.Fatalf("legacy file: id %q (want %q), %v", k.ID, oldID, err)
+	}
+	for _, c := range []struct{ cur, prev, curID, prevID string }{
+		{newPath, oldPath, ks[0].ID, oldID}, // rotated to a new-format key
+		{oldPath, newPath, oldID, ks[0].ID}, // still signing with the old one
+	} {
+		s, err := LoadSet(c.cur, c.prev)
+		if err != nil || s.Current.ID != c.curID {
+			t.Fatalf("LoadSet(%s): %v", c.cur, err)
+		}
+		jwks, err := ParseJWKS(s.JWKS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest := sha256.Sum256([]byte("issued before the upgrade"))
+		sig, _ := rsa.SignPKCS1v15(rand.Reader, ks[1].Private, crypto.SHA256, digest[:])
+		pub, ok := s.PublicKey(oldID)
+		if !ok || rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) != nil || rsa.VerifyPKCS1v15(jwks[oldID], crypto.SHA256, digest[:], sig) != nil {
+			t.Fatalf("signature under the legacy kid %q does not verify (set %v)", oldID, s)
+		}
+		if _, ok := jwks[c.prevID]; !ok || len(jwks) != 2 {
+			t.Fatalf("JWKS kids: %v", jwks)
+		}
+	}
+	// Re-encoding the legacy key keeps its id (EncodePEM writes the header
+	// only for such keys).
+	if got, err := ParsePEM(EncodePEM(k)); err != nil || got.ID != oldID {
+		t.Fatalf("re-encoded legacy key: %q, %v", got.ID, err)
+	}
+}
+
+// TestJWKSThumbprint: each published kid of a generated key is the RFC 7638
+// thumbprint of the very JWK published next to it, so any JOSE library
+// recomputes the same id.
+func TestJWKSThumbprint(t *testing.T) {
+	ks := testKeys(t)
+	s, _ := NewSet(ks[0], ks[1])
+	var doc struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(s.JWKS(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range doc.Keys {
+		canon, _ := json.Marshal(map[string]string{"e": k["e"], "kty": k["kty"], "n": k["n"]}) // sorted keys, no spaces
+		sum := sha256.Sum256(canon)
+		if want := base64.RawURLEncoding.EncodeToString(sum[:]); k["kid"] != want {
+			t.Fatalf("kid %q, thumbprint of published JWK %q", k["kid"], want)
+		}
 	}
 }
 
