@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"mcpgw/domain"
 	"mcpgw/domain/addrpolicy"
 	"mcpgw/store"
 )
@@ -55,10 +56,8 @@ func (h *Handler) checkRemoteURL(ctx context.Context, raw string) error {
 	if p := u.EscapedPath(); strings.Contains(p, "//") || strings.Contains(p, "\\") {
 		return badRequest("remote_url path must not contain empty segments or backslashes")
 	}
-	for _, seg := range strings.Split(u.EscapedPath(), "/") {
-		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
-			return badRequest("remote_url path must not contain dot segments")
-		}
+	if domain.HasDotSegment(u.EscapedPath()) {
+		return badRequest("remote_url path must not contain dot segments, plain or percent-encoded")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "https" && scheme != "http" {

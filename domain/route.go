@@ -119,3 +119,75 @@ func ParseResourceURL(publicBase, resource string) (RouteRef, error) {
 }
 
 func storeScope(s string) store.OwnerScope { return store.OwnerScope(s) }
+
+// maxPathDecodes is how many rounds of percent-decoding HasDotSegment looks
+// through. Nobody encodes a real path that many times over.
+const maxPathDecodes = 4
+
+// HasDotSegment reports whether the escaped URL path p holds a dot segment
+// ("." or "..", RFC 3986 §3.3 and §5.2.4) in any spelling that a server on
+// the way may turn into one: literal; percent-encoded dots in either case,
+// whole or mixed ("%2e%2e", ".%2E", "%2e.", "%2E"); next to an encoded
+// slash or backslash ("..%2f", "%5c.."); with path parameters ("..;x",
+// which Tomcat and Envoy read as ".."); or encoded again ("%252e%252e").
+// Every round of decoding is checked, and a path that still decodes to
+// something new after maxPathDecodes rounds counts as one: fail closed.
+//
+// A remote URL's path becomes Envoy's rewrite target (DESIGN §8), so a dot
+// segment in it could reach past the upstream base path.
+func HasDotSegment(p string) bool {
+	for range maxPathDecodes + 1 {
+		if hasPlainDotSegment(p) {
+			return true
+		}
+		d := decodePercent(p)
+		if d == p {
+			return false
+		}
+		p = d
+	}
+	return true
+}
+
+// hasPlainDotSegment splits p at '/' and '\\' (which many servers treat as
+// a separator) and looks for "." or ".." before any ";" parameters.
+func hasPlainDotSegment(p string) bool {
+	for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		seg, _, _ = strings.Cut(seg, ";")
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// decodePercent decodes every valid %XX escape of p once and leaves a '%'
+// that starts no valid escape as it is (a literal percent cannot become a
+// dot or a separator).
+func decodePercent(p string) string {
+	if strings.IndexByte(p, '%') < 0 {
+		return p
+	}
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) && fromHex(p[i+1]) >= 0 && fromHex(p[i+2]) >= 0 {
+			out = append(out, byte(fromHex(p[i+1])<<4|fromHex(p[i+2])))
+			i += 2
+			continue
+		}
+		out = append(out, p[i])
+	}
+	return string(out)
+}
+
+func fromHex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
