@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"mcpgw/domain"
 	"mcpgw/domain/secrets"
 	"mcpgw/e2e/envoystandin"
+	"mcpgw/provider"
 	"mcpgw/store"
 	"mcpgw/store/postgres"
 	"mcpgw/store/postgres/pgtest"
@@ -249,6 +251,9 @@ type configSpec struct {
 	aux         map[string]string
 	passthrough bool
 	org         *store.Org // nil: personal config of alice
+	// providerClient is the operator's client at the upstream AS
+	// (oauth_static), sealed into Provider.ClientCredentials.
+	providerClient *provider.StaticCredentials
 }
 
 // seeded is a config with its current route.
@@ -288,6 +293,14 @@ func (e *env) seedConfig(sp configSpec) seeded {
 			e.plant(v)
 		}
 	}
+	if sp.providerClient != nil {
+		ct, err := provider.SealClientCredentials(e.ring, c.ID, *sp.providerClient)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		c.Provider.ClientCredentials = ct
+		e.plant(sp.providerClient.ClientSecret)
+	}
 	key := domain.NewRouteKey()
 	cfg, rt, err := e.st.CreateConfig(ctx, c, store.NewID(), key, nil)
 	if err != nil {
@@ -326,11 +339,13 @@ func (e *env) rotate(s seeded) seeded {
 func (e *env) plant(v ...string) { e.secrets = append(e.secrets, v...) }
 
 // checkNoLeaks searches every mcpgw process's stdout and stderr for the
-// planted secrets (DESIGN §9).
+// planted secrets and for every secret the upstream's authorization server
+// handed out (DESIGN §9).
 func (e *env) checkNoLeaks() {
+	planted := append(slices.Clone(e.secrets), e.upstream.as.mintedSecrets()...)
 	for name, p := range e.procs {
 		out := p.output()
-		for _, s := range e.secrets {
+		for _, s := range planted {
 			if s != "" && strings.Contains(out, s) {
 				e.t.Errorf("planted secret %.6q… appears in the output of %s", s, name)
 			}

@@ -220,6 +220,12 @@ type tokens struct {
 // session is not the point.
 func (e *env) authorize(t *testing.T, s seeded) tokens {
 	t.Helper()
+	return e.authorizeAs(t, s, aliceEmail)
+}
+
+// authorizeAs is authorize for the user who logs in as email.
+func (e *env) authorizeAs(t *testing.T, s seeded, email string) tokens {
+	t.Helper()
 	ctx := context.Background()
 	reg, _ := json.Marshal(map[string]any{"redirect_uris": []string{clientRedirect}, "token_endpoint_auth_method": "none",
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"}, "scope": "mcp:access",
@@ -239,7 +245,7 @@ func (e *env) authorize(t *testing.T, s seeded) tokens {
 	q := url.Values{"response_type": {"code"}, "client_id": {client.ClientID}, "redirect_uri": {clientRedirect},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
 		"scope": {"mcp:access"}, "resource": {s.url(e.base)}, "state": {"st-" + s.ref.ConfigID[:8]}}
-	r, err := e.authorizeInBrowser(ctx, e.base+"/oauth/authorize?"+q.Encode(), aliceEmail, "allow")
+	r, err := e.authorizeInBrowser(ctx, e.base+"/oauth/authorize?"+q.Encode(), email, "allow")
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
