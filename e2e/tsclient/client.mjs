@@ -7,7 +7,9 @@
 // authorize it prints {"step":"authorize","url":...} and reads back
 // {"code":...,"state":...} (the Go test plays the browser: login and
 // consent over HTTP). At the end it prints {"step":"done",...} with what it
-// observed. Tokens are never printed.
+// observed. Its own gateway tokens are never printed; the Authorization the
+// upstream echoed back (the credential mcpgw injected, a test value) is, so
+// the Go test can compare it with what it expects.
 import readline from 'node:readline';
 import { randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -87,14 +89,19 @@ const second = provider.tokens();
 const afterRefresh = await client.callTool({ name: 'echo_headers', arguments: {} });
 await client.close();
 
+// What the upstream saw is reported for the Go test to compare with the
+// credential it expects mcpgw to inject (a test double's value, never a
+// gateway token).
 const own = [first.access_token, second.access_token];
 const upstreamAuth = (echoed.authorization || []).join(',');
+const upstreamAuthAfter = afterRefresh.isError ? '' : (JSON.parse(afterRefresh.content[0].text).authorization || []).join(',');
 say({
   step: 'done',
   tools: tools.tools.map((t) => t.name).sort(),
   upstreamHeaders: Object.keys(echoed).sort(),
   upstreamAuthorization: upstreamAuth,
-  ownTokenReachedUpstream: own.some((tok) => upstreamAuth.includes(tok)),
+  upstreamAuthorizationAfterRefresh: upstreamAuthAfter,
+  ownTokenReachedUpstream: own.some((tok) => upstreamAuth.includes(tok) || upstreamAuthAfter.includes(tok)),
   refreshResult: result,
   refreshed: first.access_token !== second.access_token && first.refresh_token !== second.refresh_token,
   callAfterRefresh: !afterRefresh.isError,
