@@ -12,18 +12,20 @@ import (
 
 // AuditOptions tune the asynchronous usage audit (DESIGN §6 step 9).
 type AuditOptions struct {
-	// QueueSize bounds the in-memory queue; when it is full, events are
-	// dropped and counted (mcpgw_extauthz_audit_dropped_total) rather than
-	// blocking Check. Default 8192.
+	// QueueSize bounds the distinct usage rows held in memory waiting to be
+	// written; a request whose usage would add a row beyond it is dropped
+	// and counted (mcpgw_extauthz_audit_dropped_total) rather than blocking
+	// Check. A request with the same usage as a waiting row only adds to
+	// its count, so it is never dropped. Default 8192.
 	QueueSize int
 	// FlushInterval is how often coalesced rows are written. Default 1 s.
 	FlushInterval time.Duration
-	// MaxRows caps distinct rows per flush; reaching it flushes early.
+	// MaxRows caps the rows of one write; reaching it flushes early.
 	// Default 500.
 	MaxRows int
 }
 
-// usage is one request's audit facts, queued by value (no allocation).
+// usage is one request's audit facts, coalesced by value (no allocation).
 type usage struct {
 	outcome    string // "allowed" or "denied"
 	reason     string
@@ -38,13 +40,23 @@ type usage struct {
 // auditor coalesces usage into one row per distinct usage per flush window
 // with a request count, so the audit table grows with distinct activity,
 // not with request rate, and writes them in batches off the hot path.
+//
+// Check adds to the window under a mutex held for one map update; it never
+// wakes the writer except when a window reaches MaxRows rows. (A channel
+// per request would wake the writer goroutine, and so an idle OS thread,
+// on every Check: measurable latency and CPU at low concurrency.)
 type auditor struct {
-	st      store.AuditStore
-	opts    AuditOptions
-	m       *metrics
-	log     *slog.Logger
-	now     func() time.Time
-	q       chan usage
+	st   store.AuditStore
+	opts AuditOptions
+	m    *metrics
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu      sync.Mutex
+	pending map[usage]int // the open window
+	since   time.Time     // when the open window got its first row
+
+	kick    chan struct{} // buffered 1: the window reached MaxRows
 	stop    chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
@@ -60,66 +72,75 @@ func newAuditor(st store.AuditStore, o AuditOptions, m *metrics, log *slog.Logge
 	if o.MaxRows <= 0 {
 		o.MaxRows = 500
 	}
-	a := &auditor{st: st, opts: o, m: m, log: log, now: now,
-		q: make(chan usage, o.QueueSize), stop: make(chan struct{}), done: make(chan struct{})}
+	a := &auditor{st: st, opts: o, m: m, log: log, now: now, pending: map[usage]int{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.run()
 	return a
 }
 
-// record queues u without ever blocking.
+// record adds u to the open window without ever blocking on the writer.
 func (a *auditor) record(u usage) {
-	select {
-	case a.q <- u:
-	default:
-		a.m.auditDropped.Inc()
+	a.mu.Lock()
+	if n, ok := a.pending[u]; ok {
+		a.pending[u] = n + 1
+		a.mu.Unlock()
+		return
 	}
+	if len(a.pending) >= a.opts.QueueSize {
+		a.mu.Unlock()
+		a.m.auditDropped.Inc()
+		return
+	}
+	if len(a.pending) == 0 {
+		a.since = a.now()
+	}
+	a.pending[u] = 1
+	full := len(a.pending) == a.opts.MaxRows
+	a.mu.Unlock()
+	if full {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take closes the open window and returns it (nil when empty).
+func (a *auditor) take() (map[usage]int, time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.pending) == 0 {
+		return nil, time.Time{}
+	}
+	p, since := a.pending, a.since
+	a.pending = make(map[usage]int, len(p))
+	return p, since
 }
 
 func (a *auditor) run() {
 	defer close(a.done)
 	t := time.NewTicker(a.opts.FlushInterval)
 	defer t.Stop()
-	pending := map[usage]int{}
-	var since time.Time
-	flush := func() {
-		if len(pending) == 0 {
-			return
-		}
-		a.write(pending, since)
-		pending = map[usage]int{}
-	}
-	add := func(u usage) {
-		if len(pending) == 0 {
-			since = a.now()
-		}
-		pending[u]++
-		if len(pending) >= a.opts.MaxRows {
-			flush()
-		}
-	}
 	for {
 		select {
-		case u := <-a.q:
-			add(u)
 		case <-t.C:
-			flush()
+		case <-a.kick:
 		case <-a.stop:
-			for {
-				select {
-				case u := <-a.q:
-					add(u)
-				default:
-					flush()
-					return
-				}
+			if p, since := a.take(); p != nil {
+				a.write(p, since)
 			}
+			return
+		}
+		if p, since := a.take(); p != nil {
+			a.write(p, since)
 		}
 	}
 }
 
+// write stores one closed window, MaxRows rows per AppendAudit call.
 func (a *auditor) write(pending map[usage]int, since time.Time) {
 	now := a.now()
-	evs := make([]store.AuditEvent, 0, len(pending))
+	evs := make([]store.AuditEvent, 0, min(len(pending), a.opts.MaxRows))
 	for u, n := range pending {
 		evs = append(evs, store.AuditEvent{
 			Time:       now,
@@ -137,7 +158,17 @@ func (a *auditor) write(pending map[usage]int, since time.Time) {
 				"window_start": since.UTC().Format(time.RFC3339Nano),
 			},
 		})
+		if len(evs) == a.opts.MaxRows {
+			a.append(evs)
+			evs = make([]store.AuditEvent, 0, min(len(pending), a.opts.MaxRows))
+		}
 	}
+	if len(evs) > 0 {
+		a.append(evs)
+	}
+}
+
+func (a *auditor) append(evs []store.AuditEvent) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.st.AppendAudit(ctx, evs...); err != nil {
@@ -148,7 +179,7 @@ func (a *auditor) write(pending map[usage]int, since time.Time) {
 	a.m.auditWritten.Add(float64(len(evs)))
 }
 
-// close flushes what is queued and stops the worker.
+// close writes the open window and stops the worker.
 func (a *auditor) close() {
 	a.closeMu.Do(func() { close(a.stop) })
 	<-a.done

@@ -16,99 +16,150 @@ type BatchResolver interface {
 }
 
 // batcher coalesces rechecks that are in flight at the same moment into one
-// round trip, without ever waiting for company: a worker takes the first
-// queued recheck and whatever else is already queued (up to max), sends
-// them together, and hands each request its own answer. At low load every
-// batch has one query and latency is that of a single query; under load the
-// round trips, syscalls and Postgres wake-ups are shared. Every request
-// still gets a fresh read made after it arrived (DESIGN §6 step 6): nothing
-// is cached or reused between requests.
+// round trip, without ever waiting for company. It has no goroutines of its
+// own (flat combining): a Check that finds a free slot runs its recheck
+// itself, together with whatever rechecks queued meanwhile (up to max), and
+// hands each its answer; a Check that finds every slot busy queues and
+// waits. When a slot's batch ends with rechecks still queued, the slot
+// passes to the oldest of them, which runs the next batch.
+//
+// At low load a recheck therefore costs exactly one query on the caller's
+// goroutine — no hand-off to a worker and back, which at concurrency 1 was
+// two goroutine wake-ups per request. Under load the round trips, syscalls
+// and Postgres wake-ups are shared. Every request still gets a fresh read
+// sent after it arrived (DESIGN §6 step 6): nothing is cached or reused
+// between requests.
 type batcher struct {
 	br      BatchResolver
-	in      chan *pendingRecheck
-	max     int
+	slots   int // batches allowed in flight at once (match the pool size)
+	max     int // rechecks per batch
 	timeout time.Duration
-	stop    chan struct{}
-	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	running int               // slots in use
+	queue   []*pendingRecheck // waiting; non-empty only while running == slots
 }
 
 type pendingRecheck struct {
 	q   store.RuntimeQuery
-	out chan recheckResult
+	out chan recheckResult // buffered 1: one answer, or one promotion
 }
 
 type recheckResult struct {
-	st  store.RuntimeState
-	err error
+	st   store.RuntimeState
+	err  error
+	lead bool // no answer: the slot is yours, run the next batch
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingRecheck{out: make(chan recheckResult, 1)} }}
 
-func newBatcher(br BatchResolver, workers, max int, timeout time.Duration) *batcher {
-	b := &batcher{br: br, in: make(chan *pendingRecheck, workers*max), max: max, timeout: timeout, stop: make(chan struct{})}
-	for i := 0; i < workers; i++ {
-		b.wg.Add(1)
-		go b.work()
-	}
-	return b
+// batchBuf is one batch's scratch space, reused.
+type batchBuf struct {
+	batch []*pendingRecheck
+	qs    []store.RuntimeQuery
 }
 
-// resolve queues q and waits for its answer or ctx.
+var batchPool = sync.Pool{New: func() any { return &batchBuf{} }}
+
+func newBatcher(br BatchResolver, slots, max int, timeout time.Duration) *batcher {
+	return &batcher{br: br, slots: slots, max: max, timeout: timeout}
+}
+
+// resolve answers q, running the round trip itself when a slot is free.
 func (b *batcher) resolve(ctx context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
 	p := pendingPool.Get().(*pendingRecheck)
 	p.q = q
-	select {
-	case b.in <- p:
-	case <-ctx.Done():
-		pendingPool.Put(p)
-		return store.RuntimeState{}, ctx.Err()
+	b.mu.Lock()
+	if b.running < b.slots {
+		b.running++
+		b.mu.Unlock()
+		return b.lead(ctx, p)
 	}
+	b.queue = append(b.queue, p)
+	b.mu.Unlock()
+
 	select {
 	case r := <-p.out:
+		if r.lead {
+			return b.lead(ctx, p)
+		}
 		pendingPool.Put(p)
 		return r.st, r.err
 	case <-ctx.Done():
-		// The worker will still answer into p.out (buffered); p is not
-		// reused, so the late answer is simply dropped.
-		return store.RuntimeState{}, ctx.Err()
 	}
+	// Gone before its turn: leave the queue if still in it. Otherwise a
+	// batch holding it is already running (bounded by the timeout) or it was
+	// just promoted; it must then take its answer, or run the batch it now
+	// owns, so that the slot is never lost.
+	b.mu.Lock()
+	for i, w := range b.queue {
+		if w == p {
+			n := copy(b.queue[i:], b.queue[i+1:]) + i
+			b.queue[n] = nil
+			b.queue = b.queue[:n]
+			b.mu.Unlock()
+			pendingPool.Put(p)
+			return store.RuntimeState{}, ctx.Err()
+		}
+	}
+	b.mu.Unlock()
+	if r := <-p.out; r.lead {
+		b.lead(ctx, p) // ctx is done: a batch of one ends at once
+	}
+	pendingPool.Put(p)
+	return store.RuntimeState{}, ctx.Err()
 }
 
-func (b *batcher) work() {
-	defer b.wg.Done()
-	batch := make([]*pendingRecheck, 0, b.max)
-	qs := make([]store.RuntimeQuery, 0, b.max)
-	for {
-		select {
-		case p := <-b.in:
-			batch = append(batch[:0], p)
-		case <-b.stop:
-			return
-		}
-	drain:
-		for len(batch) < b.max {
-			select {
-			case p := <-b.in:
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
-		qs = qs[:0]
-		for _, p := range batch {
-			qs = append(qs, p.q)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		states, errs := b.br.ResolveRuntimeBatch(ctx, qs)
-		cancel()
-		for i, p := range batch {
-			p.out <- recheckResult{st: states[i], err: errs[i]}
-		}
-		clear(batch)
+// lead runs one batch on a slot the caller holds: own first, then what is
+// queued (up to max); answers the others; then passes the slot to the
+// oldest recheck still queued, or frees it. p is not returned to the pool
+// here: the caller owns it.
+func (b *batcher) lead(callerCtx context.Context, own *pendingRecheck) (store.RuntimeState, error) {
+	buf := batchPool.Get().(*batchBuf)
+	buf.batch = append(buf.batch[:0], own)
+	b.mu.Lock()
+	k := min(len(b.queue), b.max-1)
+	buf.batch = append(buf.batch, b.queue[:k]...)
+	n := copy(b.queue, b.queue[k:])
+	clear(b.queue[n:])
+	b.queue = b.queue[:n]
+	b.mu.Unlock()
+
+	buf.qs = buf.qs[:0]
+	for _, p := range buf.batch {
+		buf.qs = append(buf.qs, p.q)
 	}
+	// A batch of one belongs to its caller alone: it ends with the caller's
+	// context. A shared batch must not end because one of its requests did.
+	parent := context.Background()
+	if len(buf.batch) == 1 {
+		parent = callerCtx
+	}
+	ctx, cancel := context.WithTimeout(parent, b.timeout)
+	states, errs := b.br.ResolveRuntimeBatch(ctx, buf.qs)
+	cancel()
+	for i, p := range buf.batch[1:] {
+		p.out <- recheckResult{st: states[i+1], err: errs[i+1]}
+	}
+	clear(buf.batch)
+	clear(buf.qs)
+	batchPool.Put(buf)
+
+	b.mu.Lock()
+	if len(b.queue) > 0 {
+		next := b.queue[0]
+		n := copy(b.queue, b.queue[1:])
+		b.queue[n] = nil
+		b.queue = b.queue[:n]
+		b.mu.Unlock()
+		next.out <- recheckResult{lead: true}
+	} else {
+		b.running--
+		b.mu.Unlock()
+	}
+	return states[0], errs[0]
 }
 
-func (b *batcher) close() {
-	close(b.stop)
-	b.wg.Wait()
-}
+// close is a no-op kept for symmetry: the batcher owns no goroutines, and
+// a batch in flight belongs to a Check that gRPC's graceful stop waits for.
+func (b *batcher) close() {}

@@ -16,26 +16,36 @@ import (
 // instance, so a mix-up between concurrent requests is visible. A query
 // whose user id is failUser gets an error.
 type echoResolver struct {
-	calls   atomic.Int32
-	maxSeen atomic.Int32
-	gate    chan struct{} // if set, each batch waits for it
+	calls    atomic.Int32
+	maxSeen  atomic.Int32
+	inFlight atomic.Int32
+	maxConc  atomic.Int32
+	gate     chan struct{} // if set, each batch waits for it (or its ctx)
+	started  chan int      // if set, receives each batch's size as it starts
 }
 
 const failUser = "00000000-0000-4000-8000-00000000dead"
 
 func (e *echoResolver) ResolveRuntimeBatch(ctx context.Context, qs []store.RuntimeQuery) ([]store.RuntimeState, []error) {
 	e.calls.Add(1)
-	for {
-		m := e.maxSeen.Load()
-		if int32(len(qs)) <= m || e.maxSeen.CompareAndSwap(m, int32(len(qs))) {
-			break
-		}
-	}
-	if e.gate != nil {
-		<-e.gate
+	raise(&e.maxSeen, int32(len(qs)))
+	raise(&e.maxConc, e.inFlight.Add(1))
+	defer e.inFlight.Add(-1)
+	if e.started != nil {
+		e.started <- len(qs)
 	}
 	st := make([]store.RuntimeState, len(qs))
 	errs := make([]error, len(qs))
+	if e.gate != nil {
+		select {
+		case <-e.gate:
+		case <-ctx.Done():
+			for i := range errs {
+				errs[i] = ctx.Err()
+			}
+			return st, errs
+		}
+	}
 	for i, q := range qs {
 		if q.UserID == failUser {
 			errs[i] = fmt.Errorf("boom: %w", store.ErrUnavailable)
@@ -44,6 +54,22 @@ func (e *echoResolver) ResolveRuntimeBatch(ctx context.Context, qs []store.Runti
 		st[i] = store.RuntimeState{InstanceID: q.InstanceID}
 	}
 	return st, errs
+}
+
+func raise(a *atomic.Int32, v int32) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
+		}
+	}
+}
+
+// idle reports whether the batcher holds no slot and no queued recheck.
+func (b *batcher) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running == 0 && len(b.queue) == 0
 }
 
 // TestBatcherRoutesAnswers: many concurrent rechecks each get their own
@@ -80,9 +106,16 @@ func TestBatcherRoutesAnswers(t *testing.T) {
 	if er.maxSeen.Load() > 8 {
 		t.Errorf("batch of %d exceeds max 8", er.maxSeen.Load())
 	}
+	if er.maxConc.Load() > 2 {
+		t.Errorf("%d batches in flight at once, slots = 2", er.maxConc.Load())
+	}
+	if !b.idle() {
+		t.Error("slots or queue left over after every recheck returned")
+	}
 	t.Logf("400 rechecks in %d round trips (largest batch %d)", er.calls.Load(), er.maxSeen.Load())
 
-	// A cancelled request returns promptly even while its batch is stuck.
+	// A cancelled request returns promptly even while its batch is stuck
+	// (a batch of one runs on the caller's context).
 	stuck := &echoResolver{gate: make(chan struct{})}
 	sb := newBatcher(stuck, 1, 8, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -97,4 +130,132 @@ func TestBatcherRoutesAnswers(t *testing.T) {
 	}
 	close(stuck.gate)
 	sb.close()
+	if !sb.idle() {
+		t.Error("slot not freed after a cancelled batch of one")
+	}
+}
+
+// TestBatcherCancelledWhileQueued: with the only slot busy, a queued
+// recheck whose context ends leaves the queue at once; the others are
+// answered by the next batch (one round trip), which a cancelled request
+// in it does not cut short; the slot is free at the end.
+func TestBatcherCancelledWhileQueued(t *testing.T) {
+	er := &echoResolver{gate: make(chan struct{}), started: make(chan int, 16)}
+	b := newBatcher(er, 1, 8, time.Minute)
+	type res struct {
+		i   int
+		st  store.RuntimeState
+		err error
+	}
+	out := make(chan res, 8)
+	ctxs := make([]context.CancelFunc, 5)
+	start := func(i int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ctxs[i] = cancel
+		go func() {
+			st, err := b.resolve(ctx, store.RuntimeQuery{InstanceID: fmt.Sprint("inst-", i), UserID: "u"})
+			out <- res{i, st, err}
+		}()
+	}
+	start(0) // takes the slot, stuck at the gate
+	if n := <-er.started; n != 1 {
+		t.Fatalf("first batch of %d, want 1", n)
+	}
+	for i := 1; i < 5; i++ {
+		start(i)
+	}
+	waitQueued(t, b, 4)
+	ctxs[2]() // leaves the queue
+	if r := <-out; r.i != 2 || !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled queued recheck: %+v", r)
+	}
+	waitQueued(t, b, 3)
+	er.gate <- struct{}{} // first batch answers; 1, 3, 4 go as one batch
+	if r := <-out; r.i != 0 || r.err != nil || r.st.InstanceID != "inst-0" {
+		t.Fatalf("first batch: %+v", r)
+	}
+	if n := <-er.started; n != 3 {
+		t.Fatalf("second batch of %d, want the 3 still queued", n)
+	}
+	ctxs[3]() // in a running shared batch: it waits for its answer
+	close(er.gate)
+	got := map[int]res{}
+	for range 3 {
+		r := <-out
+		got[r.i] = r
+	}
+	for _, i := range []int{1, 4} {
+		if r := got[i]; r.err != nil || r.st.InstanceID != fmt.Sprint("inst-", i) {
+			t.Errorf("recheck %d in a batch with a cancelled request: %+v", i, r)
+		}
+	}
+	if r := got[3]; !errors.Is(r.err, context.Canceled) {
+		t.Errorf("cancelled member of a shared batch: %+v", r)
+	}
+	if !b.idle() {
+		t.Error("slot not freed")
+	}
+	for _, c := range ctxs {
+		c()
+	}
+}
+
+func waitQueued(t *testing.T, b *batcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.mu.Lock()
+		q := len(b.queue)
+		b.mu.Unlock()
+		if q == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue holds %d, want %d", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBatcherRaceCancellations: 64 goroutines × 50 rechecks with random
+// cancellations through 3 slots; every recheck gets its own answer or its
+// context's error, never another's; no slot or queue entry is lost.
+func TestBatcherRaceCancellations(t *testing.T) {
+	er := &echoResolver{}
+	b := newBatcher(er, 3, 8, time.Minute)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				ctx, cancel := context.WithCancel(context.Background())
+				if (g+i)%7 == 0 {
+					cancel()
+				} else if (g+i)%11 == 0 {
+					go cancel()
+				}
+				want := fmt.Sprint("inst-", g, "-", i)
+				st, err := b.resolve(ctx, store.RuntimeQuery{InstanceID: want, UserID: "u"})
+				if err == nil && st.InstanceID != want || err != nil && !errors.Is(err, context.Canceled) {
+					bad.Add(1)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d rechecks got another's answer or a wrong error", n)
+	}
+	if er.maxConc.Load() > 3 {
+		t.Errorf("%d batches in flight, slots = 3", er.maxConc.Load())
+	}
+	if !b.idle() {
+		t.Fatal("slot or queue entry lost")
+	}
+	if st, err := b.resolve(context.Background(), store.RuntimeQuery{InstanceID: "after"}); err != nil || st.InstanceID != "after" {
+		t.Fatalf("recheck after the race: %+v %v", st, err)
+	}
 }

@@ -326,6 +326,8 @@ func checkCases() []checkCase {
 			st.Config.StaticHeaderNames = []string{"x-other"}
 			st.Config.AuxHeaders = map[string]string{"x-tenant": "from-aux"}
 		}, wantStatus: 403, wantReason: ReasonHeaderConflict},
+		{name: "unknown auth mode fails closed", state: withMode(store.AuthMode("kerberos")),
+			req: setHeader("x-upstream-key", "client"), wantStatus: 403, wantReason: ReasonCredentialError},
 		{name: "static header names stripped in none mode", state: func(st *store.RuntimeState, e *env, r route) {
 			st.Config.StaticHeaderNames = []string{"x-upstream-key"}
 		}, req: setHeader("x-upstream-key", "client"), wantStatus: 200, wantReason: ReasonAllowed, wantInjected: map[string]string{}, wantRemoved: []string{"x-upstream-key"}},

@@ -273,8 +273,14 @@ func (s *Server) upstreamHeaders(ctx context.Context, st store.RuntimeState) (se
 		}
 		set = make([]headers.Header, 0, n)
 		set = append(set, headers.Header{Name: headers.Authorization, Value: "Bearer " + tok})
-	default: // none: no credential
+	case cfg.AuthMode == store.AuthNone:
 		set = make([]headers.Header, 0, n)
+	default:
+		// A mode this build does not know (the schema's CHECK should make
+		// it impossible): fail closed rather than forward without the
+		// credential the config may require.
+		s.log.Error("extauthz: unknown auth mode", "config_id", cfg.ID, "auth_mode", string(cfg.AuthMode))
+		return nil, ReasonCredentialError, http.StatusForbidden, nil
 	}
 	for k, v := range cfg.AuxHeaders {
 		set = append(set, headers.Header{Name: k, Value: v})

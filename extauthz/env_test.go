@@ -89,6 +89,8 @@ type fakeStore struct {
 	err     error
 	queries []store.RuntimeQuery
 	audit   []store.AuditEvent
+	// auditCalls counts AppendAudit calls.
+	auditCalls int
 }
 
 func (f *fakeStore) ResolveRuntime(_ context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
@@ -108,6 +110,7 @@ func (f *fakeStore) AppendAudit(_ context.Context, evs ...store.AuditEvent) erro
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.audit = append(f.audit, evs...)
+	f.auditCalls++
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,18 +97,29 @@ func (b *blockingAudit) AppendAudit(ctx context.Context, evs ...store.AuditEvent
 	return b.fakeStore.AppendAudit(ctx, evs...)
 }
 
-// TestAuditNeverBlocks: with the audit writer stuck and the queue full,
-// Checks still answer and the drops are counted; once released the queued
-// usage is written coalesced (one row per distinct usage with a count).
+// TestAuditNeverBlocks: with the audit writer stuck and the window full of
+// distinct usage rows, Checks still answer and the drops are counted; once
+// released, what was held is written coalesced (one row per distinct usage
+// with a count) and written + dropped accounts for every request.
 func TestAuditNeverBlocks(t *testing.T) {
 	b := &blockingAudit{release: make(chan struct{})}
 	e := newEnv(t, b, func(o *Options) { o.Audit = AuditOptions{QueueSize: 4, FlushInterval: time.Millisecond, MaxRows: 1} })
 	r := newRoute(store.ScopeUser)
 	b.state = okState(r, store.AuthNone)
-	tok := mint(t, e.key, r.claims(e.clock.Now()))
-	for i := 0; i < 20; i++ {
-		if got := checkStatus(t, e, r, tok); got != 200 {
-			t.Fatalf("Check %d: %d", i, got)
+	const n = 20
+	for i := 0; i < n; i++ {
+		// Each token names another instance: the recheck answers for r's
+		// instance, so these are denied (instance_mismatch), each its own
+		// usage row. Every third request repeats r's own allowed usage.
+		ri := r
+		want := 200
+		if i%3 != 0 {
+			ri.instanceID = store.NewID()
+			want = 403
+		}
+		tok := mint(t, e.key, ri.claims(e.clock.Now()))
+		if got := checkStatus(t, e, r, tok); got != want {
+			t.Fatalf("Check %d: %d, want %d", i, got, want)
 		}
 	}
 	if d := testutil.ToFloat64(e.srv.m.auditDropped); d < 1 {
@@ -122,17 +134,50 @@ func TestAuditNeverBlocks(t *testing.T) {
 	}
 	var total int
 	for _, ev := range b.audit {
-		if ev.Type != "runtime.usage" || ev.Outcome != "allowed" || ev.UserID != r.userID || ev.InstanceID != r.instanceID || ev.ConfigID != r.ref.ConfigID {
+		if ev.Type != "runtime.usage" || ev.UserID != r.userID || ev.ConfigID != r.ref.ConfigID {
 			t.Errorf("unexpected row %+v", ev)
 		}
-		var n int
-		for _, c := range ev.Metadata["requests"] {
-			n = n*10 + int(c-'0')
+		if (ev.Outcome == "allowed") != (ev.InstanceID == r.instanceID) {
+			t.Errorf("row outcome %q for instance %q", ev.Outcome, ev.InstanceID)
 		}
-		total += n
+		c, err := strconv.Atoi(ev.Metadata["requests"])
+		if err != nil {
+			t.Fatalf("requests = %q", ev.Metadata["requests"])
+		}
+		total += c
 	}
-	if dropped := int(testutil.ToFloat64(e.srv.m.auditDropped)); total+dropped != 20 {
-		t.Errorf("written %d + dropped %d != 20 requests", total, dropped)
+	if dropped := int(testutil.ToFloat64(e.srv.m.auditDropped)); total+dropped != n {
+		t.Errorf("written %d + dropped %d != %d requests", total, dropped, n)
+	}
+}
+
+// TestAuditMaxRowsFlushesEarly: a window reaching MaxRows distinct rows is
+// written at once, not at the next tick, in writes of at most MaxRows rows.
+func TestAuditMaxRowsFlushesEarly(t *testing.T) {
+	fs := &fakeStore{}
+	e := newEnv(t, fs, func(o *Options) { o.Audit = AuditOptions{FlushInterval: time.Hour, MaxRows: 3} })
+	r := newRoute(store.ScopeUser)
+	fs.state = okState(r, store.AuthNone)
+	for i := 0; i < 3; i++ {
+		ri := r
+		ri.instanceID = store.NewID()
+		checkStatus(t, e, r, mint(t, e.key, ri.claims(e.clock.Now())))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		fs.mu.Lock()
+		rows, calls := len(fs.audit), fs.auditCalls
+		fs.mu.Unlock()
+		if rows == 3 {
+			if calls != 1 {
+				t.Fatalf("3 rows in %d writes, want 1", calls)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("window of MaxRows rows not written before the hour-long tick (rows=%d)", rows)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

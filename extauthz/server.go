@@ -70,7 +70,8 @@ type Options struct {
 	// concurrent batches (match the database pool size), up to 32 queries
 	// each. 0 sends one query per request.
 	BatchRecheck int
-	// RecheckTimeout bounds one recheck round trip (default 5 s).
+	// RecheckTimeout bounds one recheck round trip, batched or not
+	// (default 5 s); Envoy's own gRPC timeout usually ends it sooner.
 	RecheckTimeout time.Duration
 }
 
@@ -130,6 +131,9 @@ func New(opts Options) (*Server, error) {
 	if opts.CredentialSkew <= 0 {
 		opts.CredentialSkew = 30 * time.Second
 	}
+	if opts.RecheckTimeout <= 0 {
+		opts.RecheckTimeout = 5 * time.Second
+	}
 	if opts.TokenCacheSize == 0 {
 		opts.TokenCacheSize = 10000
 	}
@@ -153,9 +157,6 @@ func New(opts Options) (*Server, error) {
 		prmBase:  base + PRMPath,
 		static:   staticCache{max: 4096},
 	}
-	if opts.RecheckTimeout <= 0 {
-		opts.RecheckTimeout = 5 * time.Second
-	}
 	if br, ok := opts.Store.(BatchResolver); ok && opts.BatchRecheck > 0 {
 		s.batch = newBatcher(br, opts.BatchRecheck, 32, opts.RecheckTimeout)
 	}
@@ -177,5 +178,7 @@ func (s *Server) resolve(ctx context.Context, q store.RuntimeQuery) (store.Runti
 	if s.batch != nil {
 		return s.batch.resolve(ctx, q)
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RecheckTimeout)
+	defer cancel()
 	return s.opts.Store.ResolveRuntime(ctx, q)
 }
