@@ -352,14 +352,23 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout tim
 
 // serveGRPC serves s on ln until ctx ends, then stops it gracefully,
 // forcing a stop after timeout (long-lived streams such as ADS never end on
-// their own). For component files.
-func serveGRPC(ctx context.Context, ln net.Listener, s *grpc.Server, timeout time.Duration) error {
+// their own). hs, when not nil, is the health service registered on s: it
+// is drained first (NOT_SERVING for good, Watch streams ended) so health
+// watchers learn of the stop and do not hold the graceful stop. For
+// component files.
+func serveGRPC(ctx context.Context, ln net.Listener, s *grpc.Server, hs *healthServer, timeout time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
 	select {
 	case err := <-errc:
+		if hs != nil {
+			hs.drain()
+		}
 		return err
 	case <-ctx.Done():
+	}
+	if hs != nil {
+		hs.drain()
 	}
 	stopped := make(chan struct{})
 	go func() { s.GracefulStop(); close(stopped) }()

@@ -96,12 +96,12 @@ func runAuthz(ctx context.Context, d Deps) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	srv.Register(g)
-	hs := health.NewServer()
+	hs := newHealthServer()
 	healthpb.RegisterHealthServer(g, hs)
-	go watchHealth(ctx, d, hs)
+	go watchHealth(ctx, d, hs.Server)
 
 	d.Logger.Info("authz: serving", "addr", d.Listener.Addr().String(), "keys", keySource(c))
-	return serveGRPC(ctx, d.Listener, g, c.ShutdownTimeout.D())
+	return serveGRPC(ctx, d.Listener, g, hs, c.ShutdownTimeout.D())
 }
 
 func keySource(c *config.Config) string {
@@ -112,7 +112,9 @@ func keySource(c *config.Config) string {
 }
 
 // watchHealth mirrors database reachability into the health service for
-// the overall server ("") and the Authorization service.
+// the overall server ("") and the Authorization service until ctx ends.
+// Shutdown is serveGRPC's (healthServer.drain): it marks both NOT_SERVING
+// for good, so a status set here afterwards is ignored.
 func watchHealth(ctx context.Context, d Deps, hs *health.Server) {
 	svc := authv3.Authorization_ServiceDesc.ServiceName
 	set := func(s healthpb.HealthCheckResponse_ServingStatus) {
@@ -126,6 +128,10 @@ func watchHealth(ctx context.Context, d Deps, hs *health.Server) {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := d.Store.Ping(pctx)
 		cancel()
+		if ctx.Err() != nil {
+			// Stopping, not a database outage: nothing to report.
+			return
+		}
 		s := healthpb.HealthCheckResponse_SERVING
 		if err != nil {
 			s = healthpb.HealthCheckResponse_NOT_SERVING
@@ -139,7 +145,6 @@ func watchHealth(ctx context.Context, d Deps, hs *health.Server) {
 		}
 		select {
 		case <-ctx.Done():
-			hs.Shutdown()
 			return
 		case <-t.C:
 		}

@@ -21,7 +21,10 @@ import (
 
 // TestServeAuthz runs `mcpgw dev --components=authz` in-process: the
 // Authorization service answers a Check on the bound listener, and the
-// gRPC health service reports SERVING for it.
+// gRPC health service reports SERVING for it. Stopping the process with
+// health Watch streams open tells them NOT_SERVING, ends them and returns:
+// the shutdown timeout is 10 minutes, so a graceful stop that waited for
+// the streams would miss the one-minute bound below.
 func TestServeAuthz(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -30,7 +33,8 @@ func TestServeAuthz(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, &app{stdout: lw, stderr: &errb}, []string{"dev", "--components=authz",
-			"--listen-http=127.0.0.1:0", "--listen-authz=127.0.0.1:0", "--listen-xds=127.0.0.1:0", "--listen-metrics=127.0.0.1:0"})
+			"--listen-http=127.0.0.1:0", "--listen-authz=127.0.0.1:0", "--listen-xds=127.0.0.1:0", "--listen-metrics=127.0.0.1:0",
+			"--shutdown-timeout=10m"})
 	}()
 	ready := waitLine(t, lw.lines, "mcpgw ready", 30*time.Second)
 	addr := field(ready, "authz")
@@ -67,14 +71,22 @@ func TestServeAuthz(t *testing.T) {
 	if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 404 {
 		t.Fatalf("Check of a non-route: %v, want a 404 denial", resp)
 	}
+
+	watches := []*healthWatch{
+		openHealthWatch(t, conn, "", healthpb.HealthCheckResponse_SERVING),
+		openHealthWatch(t, conn, authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING),
+	}
 	cancel()
 	select {
 	case code := <-done:
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no shutdown")
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not return within 1m of the stop (shutdown timeout 10m): open health Watch streams block the graceful stop\n%s", errb.String())
+	}
+	for _, w := range watches {
+		w.assertDrained(t)
 	}
 }
 

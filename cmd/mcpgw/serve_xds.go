@@ -9,7 +9,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"mcpgw/config"
@@ -73,7 +72,8 @@ func xdsOptions(d Deps) (xds.Options, error) {
 }
 
 // runXDS serves ADS (and the gRPC health service, SERVING once the first
-// snapshot is built) on listen.xds and follows the store until ctx ends.
+// snapshot is built, NOT_SERVING from the start of shutdown) on listen.xds
+// and follows the store until ctx ends.
 func runXDS(ctx context.Context, d Deps) error {
 	opts, err := xdsOptions(d)
 	if err != nil {
@@ -85,7 +85,7 @@ func runXDS(ctx context.Context, d Deps) error {
 	}
 	g := grpc.NewServer(xds.ServerOptions()...)
 	srv.Register(g)
-	hs := health.NewServer()
+	hs := newHealthServer()
 	healthpb.RegisterHealthServer(g, hs)
 	svc := discoveryv3.AggregatedDiscoveryService_ServiceDesc.ServiceName
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -104,9 +104,7 @@ func runXDS(ctx context.Context, d Deps) error {
 	})
 	eg.Go(func() error {
 		d.Logger.Info("xds: serving ADS", "addr", d.Listener.Addr().String(), "envoy_listener", d.Config.XDS.ListenerAddr, "oauth_cluster", opts.OAuthServerAddr)
-		err := serveGRPC(ctx, d.Listener, g, d.Config.ShutdownTimeout.D())
-		hs.Shutdown()
-		return err
+		return serveGRPC(ctx, d.Listener, g, hs, d.Config.ShutdownTimeout.D())
 	})
 	return eg.Wait()
 }

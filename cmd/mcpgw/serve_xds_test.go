@@ -19,11 +19,12 @@ import (
 
 // TestServeXDS runs `mcpgw dev --components=xds` in-process: health turns
 // SERVING once the first snapshot exists, and an ADS client receives the
-// configured listener. Stopping the process with that ADS stream still
-// open ends the stream (UNAVAILABLE) and returns: the shutdown timeout is
-// 10 minutes, so a graceful stop that waited for the endless stream would
-// hang past the one-minute bound below (and `go test`'s default deadline)
-// instead of passing slowly.
+// configured listener. Stopping the process with that ADS stream and
+// health Watch streams still open ends them (UNAVAILABLE; the watchers are
+// told NOT_SERVING first) and returns: the shutdown timeout is 10 minutes,
+// so a graceful stop that waited for the endless streams would hang past
+// the one-minute bound below (and `go test`'s default deadline) instead of
+// passing slowly.
 func TestServeXDS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -81,6 +82,10 @@ func TestServeXDS(t *testing.T) {
 	if sa := l.GetAddress().GetSocketAddress(); sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != 10123 {
 		t.Errorf("listener address %v, want 127.0.0.1:10123", sa)
 	}
+	watches := []*healthWatch{
+		openHealthWatch(t, conn, "", healthpb.HealthCheckResponse_SERVING),
+		openHealthWatch(t, conn, discoveryv3.AggregatedDiscoveryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING),
+	}
 	streamEnd := make(chan error, 1)
 	go func() {
 		for {
@@ -97,7 +102,10 @@ func TestServeXDS(t *testing.T) {
 			t.Errorf("exit code %d\n%s", code, errb.String())
 		}
 	case <-time.After(time.Minute):
-		t.Fatalf("serve did not return within 1m of the stop (shutdown timeout 10m): an open ADS stream blocks the graceful stop\n%s", errb.String())
+		t.Fatalf("serve did not return within 1m of the stop (shutdown timeout 10m): an open ADS or health Watch stream blocks the graceful stop\n%s", errb.String())
+	}
+	for _, w := range watches {
+		w.assertDrained(t)
 	}
 	select {
 	case err := <-streamEnd:
