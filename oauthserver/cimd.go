@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"mcpgw/domain"
 	"mcpgw/domain/addrpolicy"
 )
 
@@ -100,10 +101,8 @@ func validCIMDURL(raw string) bool {
 	if u.Path == "" || u.Path == "/" || !validHost(u) {
 		return false
 	}
-	for _, seg := range strings.Split(u.EscapedPath(), "/") {
-		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
-			return false
-		}
+	if domain.HasDotSegment(u.EscapedPath()) {
+		return false
 	}
 	return u.String() == raw
 }

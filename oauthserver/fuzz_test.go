@@ -39,7 +39,7 @@ func FuzzRedirectURI(f *testing.F) {
 func FuzzCIMDURL(f *testing.F) {
 	for _, s := range []string{"https://app.example/client.json", "https://app.example/", "https://app.example",
 		"http://app.example/c", "https://app.example/a/../b", "https://app.example/c?x=1", "https://u@app.example/c",
-		"https://app.example/%2e%2e/c", "https://app.example/c#f"} {
+		"https://app.example/%2e%2e/c", "https://app.example/c#f", "https://app.example/.%2E/c", "https://app.example/%252e%252e/c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -52,4 +52,22 @@ func FuzzCIMDURL(f *testing.F) {
 			t.Fatalf("accepted %q", raw)
 		}
 	})
+}
+
+// TestCIMDURLDotSegments: every spelling of a dot segment in a client_id
+// metadata URL is refused (same rule as remote_url, domain.HasDotSegment);
+// look-alikes that are not segments stay accepted.
+func TestCIMDURLDotSegments(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		ok   bool
+	}{
+		{"/a/../c.json", false}, {"/a/./c.json", false}, {"/%2e%2e/c.json", false}, {"/.%2E/c.json", false},
+		{"/%2e./c.json", false}, {"/%2E/c.json", false}, {"/%252e%252e/c.json", false}, {"/a/..%2fb/c.json", false},
+		{"/v1.0/c.json", true}, {"/.well-known/c.json", true}, {"/.../c.json", true}, {"/file%2ejson", true},
+	} {
+		if got := validCIMDURL("https://app.example" + c.path); got != c.ok {
+			t.Errorf("validCIMDURL(%q) = %v, want %v", c.path, got, c.ok)
+		}
+	}
 }

@@ -11,7 +11,7 @@
 //	                                      extauthz on ADDR, configured like `mcpgw serve
 //	                                      --components=authz`, with knobs for profiling
 //
-// Files written by prepare: signing.pem (RS256 key with Key-Id), public.pem
+// Files written by prepare: signing.pem (RS256 key, PKCS#8), public.pem
 // (for the OPA JWT policy), keyring.txt (encryption key ring spec), env
 // (MCPGW_* lines for mcpgw serve), request.json (one Envoy-shaped
 // CheckRequest: RS256 token, 13 headers), requests.json (one per world,
