@@ -14,7 +14,10 @@
 // Files written by prepare: signing.pem (RS256 key, PKCS#8), public.pem
 // (for the OPA JWT policy), keyring.txt (encryption key ring spec), env
 // (MCPGW_* lines for mcpgw serve), request.json (one Envoy-shaped
-// CheckRequest: RS256 token, 13 headers), requests.json (one per world,
+// CheckRequest: RS256 token, 13 headers), request-nodb.json (the same with
+// a non-JWT bearer of the same length: denied before any database work),
+// pgbench-*.sql and pgbench-vars (the recheck statement and SELECT 1 for
+// pgbench), requests.json (one per world,
 // ghz round-robins through them), authz.protoset (for ghz --protoset),
 // aud.txt and iss.txt (for OPA).
 package main
@@ -157,7 +160,26 @@ func prepare(ctx context.Context, args []string) error {
 		reqs = append(reqs, b)
 	}
 	all, _ := json.Marshal(reqs)
+	// The floor: the same request with a bearer value of the same length
+	// that is not a JWT, so Check denies it at step 4, before any key or
+	// database work (bench/extauthz/run.sh FLOOR=1).
+	tok0, err := mint(key, ws[0], now)
+	if err != nil {
+		return err
+	}
+	nodb, err := protojson.Marshal(checkRequest(ws[0], strings.Repeat("A", len(tok0)), 0))
+	if err != nil {
+		return err
+	}
+	// The same recheck statement for pgbench (-M prepared: the variables
+	// become the statement's parameters, as in the store).
+	sql := strings.NewReplacer("$1", ":config::uuid", "$2", ":user::uuid", "$3", ":instance::uuid").Replace(postgres.RuntimeSQL())
 	files := map[string][]byte{
+		"request-nodb.json":   nodb,
+		"pgbench-resolve.sql": []byte(strings.Join(strings.Fields(sql), " ") + ";\n"),
+		"pgbench-select1.sql": []byte("SELECT 1;\n"),
+		"pgbench-vars": []byte(fmt.Sprintf("-D config=%s -D user=%s -D instance=%s\n",
+			ws[0].Ref.ConfigID, ws[0].UserID, ws[0].InstanceID)),
 		"request.json":  reqs[0],
 		"requests.json": all,
 		"aud.txt":       []byte(w0URL(ws)),

@@ -8,7 +8,10 @@
 # Environment: OUT (work dir, default /tmp/extauthz-bench), BENCH_DB
 # (database, default mcpgw_bench_extauthz on the local Unix socket), N1 / N16
 # (requests per run at c=1 / c=16), ROUNDS (interleaved rounds), PROFILE=1
-# (also take a 15 s CPU profile of extauthz at c=16).
+# (also take a 15 s CPU profile of extauthz at c=16), FLOOR=0 (skip the
+# floor measurements: extauthz denying before any database work, pgbench
+# SELECT 1 and the recheck statement at c=1), MP1=0 (skip the rounds of a
+# second extauthz with GOMAXPROCS=1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/extauthz-bench}
@@ -45,6 +48,15 @@ env $(cat "$OUT/env") MCPGW_DATABASE_URL="$DSN" MCPGW_LOG_LEVEL=warn \
   "$OUT/bin/mcpgw" serve --components=authz --listen-authz=$AUTHZ --listen-metrics=$METRICS \
   >"$OUT/mcpgw.log" 2>&1 &
 AUTHZ_PID=$!; pids+=("$AUTHZ_PID")
+# The same binary limited to one P (GOMAXPROCS=1): on a 2-vCPU machine that
+# also runs the load generator and Postgres, fewer idle-P wake-ups.
+AUTHZ1=127.0.0.1:9296
+if [ "${MP1:-1}" = 1 ]; then
+  env $(cat "$OUT/env") MCPGW_DATABASE_URL="$DSN" MCPGW_LOG_LEVEL=warn GOMAXPROCS=1 \
+    "$OUT/bin/mcpgw" serve --components=authz --listen-authz=$AUTHZ1 --listen-metrics=127.0.0.1:9297 \
+    >"$OUT/mcpgw-mp1.log" 2>&1 &
+  AUTHZ1_PID=$!; pids+=("$AUTHZ1_PID")
+fi
 
 # OPA: allow-all, then the JWT peer (verifies the same RS256 token:
 # signature, aud, iss, exp, scope). Same scratch dir; each loads its policy
@@ -56,7 +68,8 @@ OPA_JWT_PID=$(OPA_POLICY=jwt OPA_GRPC_PORT=${OPA_JWT#*:} OPA_JWT_CERT="$OUT/publ
 
 for _ in $(seq 1 100); do "$OUT/bin/benchtool" check -addr $AUTHZ -data "$OUT/request.json" >/dev/null 2>&1 && break; sleep 0.1; done
 # Every target must ALLOW the benchmark request, or the comparison is void.
-for t in $AUTHZ $OPA_ALLOW $OPA_JWT; do
+targets="$AUTHZ $OPA_ALLOW $OPA_JWT"; [ "${MP1:-1}" = 1 ] && targets="$targets $AUTHZ1"
+for t in $targets; do
   printf '%s: ' "$t"; "$OUT/bin/benchtool" check -addr "$t" -data "$OUT/request.json"
 done
 
@@ -84,7 +97,7 @@ n = r["count"]
 ok = r.get("statusCodeDistribution", {}).get("OK", 0)
 us = int(cpu) / int(tck) / n * 1e6
 pgus = int(pgcpu) / int(tck) / n * 1e6
-extra = f" + postgres {pgus:6.1f} µs" if addr.endswith("9292") else ""
+extra = f" + postgres {pgus:6.1f} µs" if addr.endswith(("9292", "9296")) else ""
 print(f"{name:10s} c={c:>2s}  rps={r['rps']:8.0f}  p50={lat[50]:6.3f} ms  p99={lat[99]:6.3f} ms  "
       f"cpu/req={us:6.1f} µs{extra}  ok={ok}/{n}")
 PY
@@ -98,8 +111,20 @@ for round in $(seq 1 "$ROUNDS"); do
     run opa-allow $OPA_ALLOW "$OPA_ALLOW_PID" $c $n "$OUT/request.json"
     run opa-jwt   $OPA_JWT   "$OPA_JWT_PID"   $c $n "$OUT/request.json"
     run extauthz  $AUTHZ     "$AUTHZ_PID"     $c $n "$OUT/request.json"
+    [ "${MP1:-1}" = 1 ] && run extauthz-mp1 $AUTHZ1 "$AUTHZ1_PID" $c $n "$OUT/request.json"
   done
 done
+if [ "${FLOOR:-1}" = 1 ]; then
+  echo "--- floors at c=1: the same request denied at step 4 (no key, no database), and the database round trip alone"
+  run extauthz-nodb $AUTHZ "$AUTHZ_PID" 1 "$N1" "$OUT/request-nodb.json"
+  [ "${MP1:-1}" = 1 ] && run extauthz-mp1-nodb $AUTHZ1 "$AUTHZ1_PID" 1 "$N1" "$OUT/request-nodb.json"
+  command -v pgbench >/dev/null || { echo "pgbench not found (Debian: postgresql-contrib / postgresql)" >&2; exit 1; }
+  for f in select1 resolve; do
+    printf 'pgbench %-8s c= 1  ' "$f"
+    pgbench -h "$SOCK" -U postgres -n -M prepared $(cat "$OUT/pgbench-vars") -f "$OUT/pgbench-$f.sql" -T 8 -c 1 "$DB" 2>&1 |
+      awk '/latency average/ {printf "latency average %s ms  ", $4} /^tps/ {printf "tps %d\n", $3}'
+  done
+fi
 echo "--- extauthz over 200 distinct connections/tokens (round robin)"
 run extauthz-200 $AUTHZ "$AUTHZ_PID" 16 "$N16" "$OUT/requests.json"
 curl -s "http://$METRICS/metrics" | grep '^mcpgw_extauthz_decisions_total' || true
