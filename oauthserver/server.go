@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,35 +390,20 @@ func (s *Server) routes() {
 // the checker gives up.
 const healthTimeout = 2 * time.Second
 
-// healthPings bounds the store pings one /health answer makes.
-//
-// Why more than one: after a database outage the connection pool still
-// holds the connections that died with it. pgxpool checks a pooled
-// connection before handing it out only if it sat idle for more than a
-// second (pgxpool.Config.ShouldPing's default), and Pool.Ping does not
-// retry, so each such connection fails exactly one ping before the pool
-// drops it. A single ping per request therefore answered 503 for up to
-// pool-size requests after the database was back, while proxied traffic
-// (other processes, other pools) had already recovered. Pinging again
-// after each failure, up to pgxpool's default pool size (max(4, NumCPU),
-// what cmd/mcpgw runs with unless the DSN sets pool_max_conns) plus one
-// fresh connection, makes the first /health after recovery answer 200. While the database is down
-// every attempt fails (a refused connection fails fast; the deadline ends
-// a hanging one), so the answer stays 503: fail closed.
-var healthPings = max(4, runtime.NumCPU()) + 1
-
 // handleHealth reports whether the store is reachable (Envoy and load
 // balancer health checks). The body is the seed's smoke-check contract
 // (issue 8 scenario 1): {"status":"ok","service":"mcpgw"}.
+//
+// One ping is enough, also right after a database outage: the store skips
+// pooled connections that died in the outage instead of failing a ping on
+// each (store/postgres/conncheck.go), so the answer follows the database
+// with no lag. While the database is down the ping fails (a refused
+// connection fails fast; the deadline ends a hanging one): 503, fail closed.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
-	err := s.st.Ping(ctx)
-	for i := 1; err != nil && i < healthPings && ctx.Err() == nil; i++ {
-		err = s.st.Ping(ctx)
-	}
-	if err != nil {
+	if err := s.st.Ping(ctx); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}

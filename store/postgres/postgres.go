@@ -64,7 +64,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
 
 // WithPoolConfig lets the caller adjust the parsed pool configuration
-// (timeouts, tracers) before the pool is created.
+// (timeouts, tracers) before the pool is created. A PrepareConn (or
+// BeforeAcquire) set here runs after the store's own dead-connection check
+// (conncheck.go).
 func WithPoolConfig(fn func(*pgxpool.Config)) Option { return func(o *options) { o.configure = fn } }
 
 // WithWatchBuffer sets how many changes a Watch channel buffers before a
@@ -96,6 +98,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if o.configure != nil {
 		o.configure(cfg)
 	}
+	// Dead connections left by an outage are dropped before use
+	// (conncheck.go).
+	installConnCheck(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, mapErr("open", err)
@@ -118,7 +123,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 // Pool exposes the underlying pool for benchmarks and tests in this module.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Ping reports whether the database answers.
+// Ping reports whether the database answers. Pooled connections that died
+// in an outage are skipped, not pinged (conncheck.go), so Ping answers for
+// the database as it is now, from the first call after it is back.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		return mapErr("ping", err)
