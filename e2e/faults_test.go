@@ -20,7 +20,7 @@ func TestFaults(t *testing.T) {
 	}
 
 	t.Run("postgres down: 503, nothing proxied, recovery without restart", func(t *testing.T) {
-		e.pg.setUp(false)
+		e.pg.Cut()
 		before := len(e.upstream.seenPaths())
 		for i := range 5 {
 			if code := mcpInit(t, s.url(e.base), tok.Access, nil); code != http.StatusServiceUnavailable {
@@ -33,7 +33,7 @@ func TestFaults(t *testing.T) {
 		if code, _, _ := get(t, "GET", e.base+"/health", nil); code != http.StatusServiceUnavailable {
 			t.Errorf("/health with the database down = %d, want 503", code)
 		}
-		e.pg.setUp(true)
+		e.pg.Restore()
 		// Recovery is immediate: the first request and the first
 		// /health after the path is restored succeed (the stores never
 		// use a pooled connection that died in the cut;

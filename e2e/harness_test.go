@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -79,11 +78,12 @@ type env struct {
 	dir  string
 	opts envOptions
 
-	dsn  string    // the test database (seeding)
-	pg   *tcpProxy // mcpgw reaches Postgres only through this
-	st   *postgres.Store
-	ring *secrets.KeyRing
-	ca   *testCA
+	dsn   string        // the test database (seeding)
+	pg    *pgtest.Proxy // mcpgw reaches Postgres only through this (faults cut it)
+	pgDSN string        // dsn through pg
+	st    *postgres.Store
+	ring  *secrets.KeyRing
+	ca    *testCA
 
 	keyEnv   []string // MCPGW_SIGNING_KEY_FILE, MCPGW_ENCRYPTION_KEYS
 	secrets  []string // planted secret values that must never leak
@@ -113,7 +113,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	}
 	t.Cleanup(st.Close)
 	e.st = st
-	e.pg = startProxy(t, pgAddr(t, e.dsn))
+	e.pg, e.pgDSN = pgtest.NewProxy(t, e.dsn)
 
 	e.ca = newTestCA(t, e.dir)
 	e.upstream = startUpstream(t, e.ca)
@@ -178,7 +178,7 @@ func (e *env) serveEnv() []string {
 	env := append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + e.dir,
-		"MCPGW_DATABASE_URL=" + proxyDSN(e.t, e.dsn, e.pg.Addr()),
+		"MCPGW_DATABASE_URL=" + e.pgDSN,
 		"MCPGW_PUBLIC_BASE_URL=" + e.base,
 		"MCPGW_LISTEN_HTTP=" + e.oauth,
 		"MCPGW_LISTEN_AUTHZ=" + e.authz,
@@ -530,96 +530,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-var hostPort = regexp.MustCompile(`@([^/]+)/`)
-
-func pgAddr(t testing.TB, dsn string) string {
-	m := hostPort.FindStringSubmatch(dsn)
-	if m == nil {
-		t.Fatalf("cannot find host:port in the test DSN")
-	}
-	return m[1]
-}
-
-func proxyDSN(t testing.TB, dsn, addr string) string {
-	return hostPort.ReplaceAllLiteralString(dsn, "@"+addr+"/")
-}
-
-// tcpProxy forwards loopback TCP to Postgres. Stopping it is how the fault
-// scenario takes "Postgres" away from mcpgw without stopping the shared
-// server other tests use; existing connections are cut too.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	up     bool
-	conns  map[net.Conn]bool
-}
-
-func startProxy(t testing.TB, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, up: true, conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.setUp(false) })
-	return p
-}
-
-func (p *tcpProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if !p.up {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		go p.pipe(c)
-	}
-}
-
-func (p *tcpProxy) pipe(c net.Conn) {
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if !p.up {
-		p.mu.Unlock()
-		c.Close()
-		u.Close()
-		return
-	}
-	p.conns[c], p.conns[u] = true, true
-	p.mu.Unlock()
-	go func() { io.Copy(u, c); u.Close(); c.Close() }()
-	io.Copy(c, u)
-	c.Close()
-	u.Close()
-}
-
-// setUp opens or cuts the path to Postgres.
-func (p *tcpProxy) setUp(up bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.up = up
-	if !up {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
 }
 
 // dataPlane is real Envoy (ENVOY_BIN) or the stand-in.

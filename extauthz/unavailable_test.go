@@ -2,10 +2,7 @@ package extauthz
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,70 +14,6 @@ import (
 	"mcpgw/store/postgres/pgtest"
 )
 
-// cutProxy is a loopback TCP proxy in front of Postgres that the test can
-// cut (every connection closed, new ones refused) and restore: a network
-// partition without touching the server.
-type cutProxy struct {
-	lis    net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{lis: lis, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { lis.Close(); p.cut() })
-	go p.serve()
-	return p
-}
-
-func (p *cutProxy) serve() {
-	for {
-		c, err := p.lis.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
-		go func() { _, _ = io.Copy(c, up); c.Close() }()
-	}
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
 // TestDatabaseDownThenBack: with Postgres unreachable Check answers gRPC
 // Unavailable (so Envoy fails closed with 503); once it is reachable again
 // Checks succeed without restarting anything.
@@ -91,13 +24,13 @@ func TestDatabaseDownThenBack(t *testing.T) {
 }
 
 func testDatabaseDownThenBack(t *testing.T, batch int) {
-	dsn := pgtest.DSN(t)
+	// The store reaches Postgres only through proxy: cutting it is a
+	// network partition without touching the server.
+	proxy, dsn := pgtest.NewProxy(t, pgtest.DSN(t))
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.lis.Addr().String()
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
@@ -116,7 +49,7 @@ func testDatabaseDownThenBack(t *testing.T, batch int) {
 		t.Fatalf("healthy: status %d", got)
 	}
 
-	proxy.cut()
+	proxy.Cut()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err = e.client.Check(cctx, fixture(t, "envoy_post_initialize.json", w.r, "", tok))
 	cancel()
@@ -124,7 +57,7 @@ func testDatabaseDownThenBack(t *testing.T, batch int) {
 		t.Fatalf("database down: err = %v, want code Unavailable", err)
 	}
 
-	proxy.restore()
+	proxy.Restore()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := e.client.Check(ctx, fixture(t, "envoy_post_initialize.json", w.r, "", tok))
