@@ -189,7 +189,9 @@ func TestBatcherCancelledWhileQueued(t *testing.T) {
 			t.Errorf("recheck %d in a batch with a cancelled request: %+v", i, r)
 		}
 	}
-	if r := got[3]; !errors.Is(r.err, context.Canceled) {
+	// Its answer and its cancellation race; either is right, another's
+	// answer never is.
+	if r := got[3]; !errors.Is(r.err, context.Canceled) && (r.err != nil || r.st.InstanceID != "inst-3") {
 		t.Errorf("cancelled member of a shared batch: %+v", r)
 	}
 	if !b.idle() {
