@@ -137,10 +137,17 @@ func (a *auditor) run() {
 	}
 }
 
-// write stores one closed window, MaxRows rows per AppendAudit call.
+// write stores one closed window, MaxRows rows per AppendAudit call, all
+// within one deadline: a database that hangs costs one window at most
+// writeTimeout (so shutdown, which writes the last window, stays bounded).
+// After a failed chunk the rest of the window is not attempted; its rows
+// are counted as failed with it.
 func (a *auditor) write(pending map[usage]int, since time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+	defer cancel()
 	now := a.now()
 	evs := make([]store.AuditEvent, 0, min(len(pending), a.opts.MaxRows))
+	left := len(pending)
 	for u, n := range pending {
 		evs = append(evs, store.AuditEvent{
 			Time:       now,
@@ -158,25 +165,29 @@ func (a *auditor) write(pending map[usage]int, since time.Time) {
 				"window_start": since.UTC().Format(time.RFC3339Nano),
 			},
 		})
-		if len(evs) == a.opts.MaxRows {
-			a.append(evs)
-			evs = make([]store.AuditEvent, 0, min(len(pending), a.opts.MaxRows))
+		if len(evs) == a.opts.MaxRows || len(evs) == left {
+			if !a.append(ctx, evs, left) {
+				return
+			}
+			left -= len(evs)
+			evs = make([]store.AuditEvent, 0, min(left, a.opts.MaxRows))
 		}
-	}
-	if len(evs) > 0 {
-		a.append(evs)
 	}
 }
 
-func (a *auditor) append(evs []store.AuditEvent) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// auditWriteTimeout bounds the writing of one window.
+const auditWriteTimeout = 10 * time.Second
+
+// append writes one chunk; on failure it counts the chunk and everything
+// after it in the window (left rows) as failed and reports false.
+func (a *auditor) append(ctx context.Context, evs []store.AuditEvent, left int) bool {
 	if err := a.st.AppendAudit(ctx, evs...); err != nil {
 		a.m.auditFailures.Inc()
-		a.log.Warn("extauthz: usage audit write failed", "rows", len(evs), "err", err)
-		return
+		a.log.Warn("extauthz: usage audit write failed", "rows", len(evs), "rows_not_written", left, "err", err)
+		return false
 	}
 	a.m.auditWritten.Add(float64(len(evs)))
+	return true
 }
 
 // close writes the open window and stops the worker.

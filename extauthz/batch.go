@@ -41,8 +41,9 @@ type batcher struct {
 }
 
 type pendingRecheck struct {
-	q   store.RuntimeQuery
-	out chan recheckResult // buffered 1: one answer, or one promotion
+	q        store.RuntimeQuery
+	deadline time.Time          // the request's own deadline; zero: none
+	out      chan recheckResult // buffered 1: one answer, or one promotion
 }
 
 type recheckResult struct {
@@ -69,11 +70,12 @@ func newBatcher(br BatchResolver, slots, max int, timeout time.Duration) *batche
 func (b *batcher) resolve(ctx context.Context, q store.RuntimeQuery) (store.RuntimeState, error) {
 	p := pendingPool.Get().(*pendingRecheck)
 	p.q = q
+	p.deadline, _ = ctx.Deadline()
 	b.mu.Lock()
 	if b.running < b.slots {
 		b.running++
 		b.mu.Unlock()
-		return b.lead(ctx, p)
+		return b.leadAndRecycle(ctx, p)
 	}
 	b.queue = append(b.queue, p)
 	b.mu.Unlock()
@@ -81,7 +83,7 @@ func (b *batcher) resolve(ctx context.Context, q store.RuntimeQuery) (store.Runt
 	select {
 	case r := <-p.out:
 		if r.lead {
-			return b.lead(ctx, p)
+			return b.leadAndRecycle(ctx, p)
 		}
 		pendingPool.Put(p)
 		return r.st, r.err
@@ -104,16 +106,26 @@ func (b *batcher) resolve(ctx context.Context, q store.RuntimeQuery) (store.Runt
 	}
 	b.mu.Unlock()
 	if r := <-p.out; r.lead {
-		b.lead(ctx, p) // ctx is done: a batch of one ends at once
+		// Promoted: run the batch it now owns (the others queued behind
+		// it still need their answers; a batch of only p ends at once).
+		b.lead(ctx, p)
 	}
 	pendingPool.Put(p)
 	return store.RuntimeState{}, ctx.Err()
 }
 
+// leadAndRecycle runs lead and returns p to the pool: p was never queued
+// (or was promoted out of the queue), so nothing can send to it any more.
+func (b *batcher) leadAndRecycle(ctx context.Context, p *pendingRecheck) (store.RuntimeState, error) {
+	st, err := b.lead(ctx, p)
+	pendingPool.Put(p)
+	return st, err
+}
+
 // lead runs one batch on a slot the caller holds: own first, then what is
 // queued (up to max); answers the others; then passes the slot to the
-// oldest recheck still queued, or frees it. p is not returned to the pool
-// here: the caller owns it.
+// oldest recheck still queued, or frees it. own is not returned to the
+// pool here: the caller owns it.
 func (b *batcher) lead(callerCtx context.Context, own *pendingRecheck) (store.RuntimeState, error) {
 	buf := batchPool.Get().(*batchBuf)
 	buf.batch = append(buf.batch[:0], own)
@@ -130,12 +142,20 @@ func (b *batcher) lead(callerCtx context.Context, own *pendingRecheck) (store.Ru
 		buf.qs = append(buf.qs, p.q)
 	}
 	// A batch of one belongs to its caller alone: it ends with the caller's
-	// context. A shared batch must not end because one of its requests did.
-	parent := context.Background()
+	// context. A shared batch must not end because one of its requests did:
+	// it runs until the timeout or the latest deadline among its requests,
+	// whichever comes first (after that nobody is waiting for it).
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if len(buf.batch) == 1 {
-		parent = callerCtx
+		ctx, cancel = context.WithTimeout(callerCtx, b.timeout)
+	} else {
+		end := time.Now().Add(b.timeout)
+		if latest, ok := latestDeadline(buf.batch); ok && latest.Before(end) {
+			end = latest
+		}
+		ctx, cancel = context.WithDeadline(context.Background(), end)
 	}
-	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	states, errs := b.br.ResolveRuntimeBatch(ctx, buf.qs)
 	cancel()
 	for i, p := range buf.batch[1:] {
@@ -158,6 +178,20 @@ func (b *batcher) lead(callerCtx context.Context, own *pendingRecheck) (store.Ru
 		b.mu.Unlock()
 	}
 	return states[0], errs[0]
+}
+
+// latestDeadline is the latest of the batch's deadlines; ok is false when
+// any request has none.
+func latestDeadline(batch []*pendingRecheck) (latest time.Time, ok bool) {
+	for _, p := range batch {
+		if p.deadline.IsZero() {
+			return time.Time{}, false
+		}
+		if p.deadline.After(latest) {
+			latest = p.deadline
+		}
+	}
+	return latest, true
 }
 
 // close is a no-op kept for symmetry: the batcher owns no goroutines, and

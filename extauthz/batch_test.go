@@ -22,12 +22,18 @@ type echoResolver struct {
 	maxConc  atomic.Int32
 	gate     chan struct{} // if set, each batch waits for it (or its ctx)
 	started  chan int      // if set, receives each batch's size as it starts
+	mu       sync.Mutex
+	ctxEnds  []time.Time // each batch's context deadline (zero: none)
 }
 
 const failUser = "00000000-0000-4000-8000-00000000dead"
 
 func (e *echoResolver) ResolveRuntimeBatch(ctx context.Context, qs []store.RuntimeQuery) ([]store.RuntimeState, []error) {
 	e.calls.Add(1)
+	d, _ := ctx.Deadline()
+	e.mu.Lock()
+	e.ctxEnds = append(e.ctxEnds, d)
+	e.mu.Unlock()
 	raise(&e.maxSeen, int32(len(qs)))
 	raise(&e.maxConc, e.inFlight.Add(1))
 	defer e.inFlight.Add(-1)
@@ -259,5 +265,59 @@ func TestBatcherRaceCancellations(t *testing.T) {
 	}
 	if st, err := b.resolve(context.Background(), store.RuntimeQuery{InstanceID: "after"}); err != nil || st.InstanceID != "after" {
 		t.Fatalf("recheck after the race: %+v %v", st, err)
+	}
+}
+
+// TestBatcherSharedBatchDeadline: a shared batch runs until the latest
+// deadline among its requests when that comes before the batcher's timeout
+// (nobody waits for it after that), and until the timeout when any request
+// has no deadline; a batch of one runs on its caller's deadline.
+func TestBatcherSharedBatchDeadline(t *testing.T) {
+	base := time.Now()
+	for _, tc := range []struct {
+		name       string
+		deadlines  []time.Duration // of the two queued requests; 0: none
+		wantLatest bool
+	}{
+		{"both have deadlines", []time.Duration{20 * time.Second, 40 * time.Second}, true},
+		{"one has none", []time.Duration{20 * time.Second, 0}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			er := &echoResolver{gate: make(chan struct{}), started: make(chan int, 4)}
+			b := newBatcher(er, 1, 8, time.Hour)
+			out := make(chan error, 3)
+			go func() { _, err := b.resolve(context.Background(), store.RuntimeQuery{InstanceID: "first"}); out <- err }()
+			<-er.started
+			for i, d := range tc.deadlines {
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if d > 0 {
+					ctx, cancel = context.WithDeadline(ctx, base.Add(d))
+				}
+				defer cancel()
+				go func() { _, err := b.resolve(ctx, store.RuntimeQuery{InstanceID: fmt.Sprint("q", i)}); out <- err }()
+			}
+			waitQueued(t, b, 2)
+			close(er.gate)
+			for range 3 {
+				if err := <-out; err != nil {
+					t.Fatal(err)
+				}
+			}
+			er.mu.Lock()
+			defer er.mu.Unlock()
+			if len(er.ctxEnds) != 2 {
+				t.Fatalf("%d batches, want 2", len(er.ctxEnds))
+			}
+			if first := er.ctxEnds[0]; first.Before(base.Add(59 * time.Minute)) {
+				t.Errorf("batch of one without a caller deadline ends at %v, want the 1 h timeout", first.Sub(base))
+			}
+			got := er.ctxEnds[1]
+			if tc.wantLatest && !got.Equal(base.Add(40*time.Second)) {
+				t.Errorf("shared batch ends %v after start, want the latest request deadline (40s)", got.Sub(base))
+			}
+			if !tc.wantLatest && got.Before(base.Add(59*time.Minute)) {
+				t.Errorf("shared batch with a deadline-less request ends %v after start, want the 1 h timeout", got.Sub(base))
+			}
+		})
 	}
 }

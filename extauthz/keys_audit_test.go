@@ -3,6 +3,8 @@ package extauthz
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -224,5 +226,73 @@ func TestLogLimiter(t *testing.T) {
 	n, ok := l.allow(t0.Add(1500 * time.Millisecond))
 	if !ok || n != 5 {
 		t.Fatalf("after a second: ok=%v suppressed=%d, want true 5", ok, n)
+	}
+}
+
+// flakyAudit fails the first failN AppendAudit calls and records every
+// call's context deadline.
+type flakyAudit struct {
+	fakeStore
+	failN     int // calls failFrom..failFrom+failN-1 fail (failFrom 0 means 1)
+	failFrom  int
+	deadlines []time.Time
+}
+
+func (f *flakyAudit) AppendAudit(ctx context.Context, evs ...store.AuditEvent) error {
+	d, _ := ctx.Deadline()
+	f.mu.Lock()
+	f.deadlines = append(f.deadlines, d)
+	from := max(f.failFrom, 1)
+	fail := len(f.deadlines) >= from && len(f.deadlines) < from+f.failN
+	f.mu.Unlock()
+	if fail {
+		return fmt.Errorf("audit insert: %w", store.ErrUnavailable)
+	}
+	return f.fakeStore.AppendAudit(ctx, evs...)
+}
+
+// TestAuditWindowDeadlineAndFailure: a window is written in MaxRows chunks
+// under one deadline (bounded, whatever the window size); after a failed
+// chunk the rest of the window is not attempted.
+func TestAuditWindowDeadlineAndFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name                            string
+		failN                           int
+		wantCalls, wantRows, wantFailed int
+	}{
+		{"first chunk fails", 1, 1, 0, 1},
+		{"second chunk fails", 1, 2, 1, 1},
+		{"all chunks written", 0, 3, 3, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &flakyAudit{failN: tc.failN}
+			if tc.name == "second chunk fails" {
+				fs.failFrom = 2
+			}
+			m, err := newMetrics(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := newAuditor(fs, AuditOptions{FlushInterval: time.Hour, MaxRows: 1}, m, slog.New(slog.DiscardHandler), time.Now)
+			defer a.close()
+			window := map[usage]int{}
+			for i := 0; i < 3; i++ {
+				window[usage{outcome: "allowed", instanceID: fmt.Sprint("i", i)}] = i + 1
+			}
+			a.write(window, time.Now())
+			fs.mu.Lock()
+			defer fs.mu.Unlock()
+			if len(fs.deadlines) != tc.wantCalls || len(fs.audit) != tc.wantRows {
+				t.Fatalf("calls %d rows %d, want %d %d", len(fs.deadlines), len(fs.audit), tc.wantCalls, tc.wantRows)
+			}
+			if got := int(testutil.ToFloat64(m.auditFailures)); got != tc.wantFailed {
+				t.Fatalf("failures %d, want %d", got, tc.wantFailed)
+			}
+			for _, d := range fs.deadlines {
+				if d.IsZero() || !d.Equal(fs.deadlines[0]) {
+					t.Fatalf("chunk deadlines %v: want one shared deadline", fs.deadlines)
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"mcpgw/domain"
 )
 
 // upstream is the parsed destination of one config's RemoteURL.
@@ -73,10 +75,13 @@ func parseUpstream(raw string) (upstream, error) {
 	if strings.ContainsAny(up.BasePath, "\\") || strings.Contains(up.BasePath, "//") {
 		return upstream{}, errBadUpstream
 	}
-	for _, seg := range strings.Split(up.BasePath, "/") {
-		if seg == "." || seg == ".." {
-			return upstream{}, errBadUpstream
-		}
+	// Every spelling of a dot segment (encoded, mixed, double-encoded), not
+	// just the literal ones: the API refuses them when a config is saved,
+	// but rows saved before that rule, or written around the API, still
+	// reach this builder (DESIGN §8: the rewrite must never climb above the
+	// upstream base path). The route is left out: fail closed.
+	if domain.HasDotSegment(up.BasePath) {
+		return upstream{}, errBadUpstream
 	}
 	return up, nil
 }

@@ -26,6 +26,13 @@ func TestParseUpstream(t *testing.T) {
 		{in: "https://h.example/a/../b", bad: true},
 		{in: "https://h.example/a/./b", bad: true},
 		{in: "https://h.example//b", bad: true},
+		// Rows saved before the API refused encoded dot segments.
+		{in: "https://h.example/a/.%2e/b", bad: true},
+		{in: "https://h.example/a/%2E%2E/b", bad: true},
+		{in: "https://h.example/a/..%2fb", bad: true},
+		{in: "https://h.example/a/..;x/b", bad: true},
+		{in: "https://h.example/a/%252e%252e/b", bad: true},
+		{in: "https://h.example/v1.0/.well-known/mcp", want: upstream{TLS: true, Host: "h.example", Port: 443, HostPort: "h.example", BasePath: "/v1.0/.well-known/mcp"}},
 		{in: "mailto:x@h.example", bad: true},
 		{in: "//h.example/x", bad: true},
 		{in: "not a url", bad: true},
