@@ -157,8 +157,35 @@ func hasPlainDotSegment(p string) bool {
 		if seg == "." || seg == ".." {
 			return true
 		}
+		if dotLike(seg) {
+			return true
+		}
 	}
 	return false
+}
+
+// dotAliases are byte sequences some servers have read as '.': overlong
+// UTF-8 encodings of it, and the fullwidth and one-dot-leader characters
+// that Unicode normalization (NFKC) folds into it.
+var dotAliases = strings.NewReplacer("\xc0\xae", ".", "\xe0\x80\xae", ".", "\uff0e", ".", "\u2024", ".")
+
+// dotLike reports a segment that is not literally "." or ".." but that a
+// server may still resolve as one: after folding dot aliases it is only
+// dots and spaces (Windows and IIS drop trailing dots and spaces, so
+// "..%20" and "..." are ".."), or it carries a control byte (a NUL can
+// truncate "..%00x" to ".."). None of these is a sensible name in an
+// upstream path, so all are refused.
+func dotLike(seg string) bool {
+	for i := 0; i < len(seg); i++ {
+		if seg[i] < 0x20 || seg[i] == 0x7f {
+			return true
+		}
+	}
+	seg = dotAliases.Replace(seg)
+	if !strings.Contains(seg, ".") {
+		return false
+	}
+	return strings.Trim(seg, ". ") == ""
 }
 
 // decodePercent decodes every valid %XX escape of p once and leaves a '%'

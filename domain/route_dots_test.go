@@ -19,11 +19,15 @@ func TestHasDotSegment(t *testing.T) {
 		{"/mcp", false},
 		{"/v1.0/mcp", false},
 		{"/a/.well-known/b", false},
-		{"/a/.../b", false},
+		{"/a/.../b", true}, // Windows/IIS: trailing dots dropped
+		{"/a/b.c./d", false},
+		{"/a/.b/c", false},
+		{"/a/x%20y/c", false},
+		{"/a/%c3%a9t%c3%a9/c", false}, // é: ordinary UTF-8 stays fine
 		{"/a/..b/c", false},
 		{"/a/b../c", false},
 		{"/a/file%2ejson", false},
-		{"/a/%2e%2e%2e", false},
+		{"/a/%2e%2e%2e", true},
 		{"/group%2Fproject/mcp", false},
 		{"/a%20b/c", false},
 		{"/100%/mcp", false},    // a literal percent starts no escape
@@ -31,6 +35,17 @@ func TestHasDotSegment(t *testing.T) {
 		{"/a%252/mcp", false},   // decodes to "%2", still no dot
 		{"/a/%252ejson", false}, // decodes to ".json"
 		{"/a;x/b", false},
+
+		// Spellings some servers resolve as dot segments.
+		{"/a/..%20/b", true},
+		{"/a/.%20./b", true},
+		{"/a/..%00x/b", true},
+		{"/a/%c0%ae%c0%ae/b", true},       // overlong UTF-8
+		{"/a/%e0%80%ae%e0%80%ae/b", true}, // overlong, 3 bytes
+		{"/a/%ef%bc%8e%ef%bc%8e/b", true}, // fullwidth full stop
+		{"/a/%e2%80%a4%e2%80%a4/b", true}, // one dot leader
+		{"/a/%25c0%25ae%25c0%25ae/b", true},
+		{"/a/b%09/c", true}, // control byte
 
 		// Literal dot segments.
 		{"/a/../admin", true},
