@@ -254,14 +254,100 @@ func (s *Set) keys() []Key {
 	return out
 }
 
-// PublicKey returns the verification key for kid (current or previous).
+// PublicKey returns the verification key for kid (current or previous),
+// also accepting a key's legacy kid (see WithLegacyKeyIDs), so tokens
+// signed before the kid became the thumbprint keep verifying.
 func (s *Set) PublicKey(kid string) (*rsa.PublicKey, bool) {
 	for _, k := range s.keys() {
 		if k.ID == kid {
 			return &k.Private.PublicKey, true
 		}
 	}
-	return nil, false
+	if len(kid) != legacyKeyIDLen {
+		return nil, false
+	}
+	pub, ok := s.VerificationKeys()[kid]
+	return pub, ok
+}
+
+// VerificationKeys maps every kid a token signed by the set may carry to
+// its verification key: each key's ID, and the legacy kid of each key
+// whose ID is its thumbprint (WithLegacyKeyIDs). New tokens and the JWKS
+// use only the IDs. A nil or zero set yields an empty map.
+func (s *Set) VerificationKeys() map[string]*rsa.PublicKey {
+	byKID := map[string]*rsa.PublicKey{}
+	for _, k := range s.keys() {
+		if _, dup := byKID[k.ID]; !dup { // first wins, as in PublicKey
+			byKID[k.ID] = &k.Private.PublicKey
+		}
+	}
+	return WithLegacyKeyIDs(byKID)
+}
+
+// legacyKeyIDLen is the length of every LegacyKeyID.
+const legacyKeyIDLen = 16
+
+// LegacyKeyID is the kid earlier versions derived for a key file without
+// a Key-Id header: the first 16 characters of base64url(SHA-256(PKIX DER
+// of the public key)). Since kids became RFC 7638 thumbprints (KeyID),
+// such a key signs under its thumbprint, but tokens it signed before the
+// upgrade, or that a not yet upgraded replica still signs, carry this id.
+// It is for verification only: nothing signs or publishes under it.
+func LegacyKeyID(pub *rsa.PublicKey) (string, error) {
+	if pub == nil || pub.N == nil || pub.N.Sign() <= 0 || pub.E <= 0 {
+		return "", fmt.Errorf("%w: no public key", ErrInvalidKey)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: cannot encode public key", ErrInvalidKey)
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])[:legacyKeyIDLen], nil
+}
+
+// WithLegacyKeyIDs returns a new map holding byKID (verification keys by
+// the kid they are published under, as from ParseJWKS) plus, for each key
+// whose kid is its thumbprint (KeyID), its LegacyKeyID as a second kid for
+// the same key, so a verifier accepts tokens signed under the id the key
+// had before the upgrade. Only keys whose kid is the thumbprint get an
+// alias: a key from a file with a Key-Id header kept that id, so nothing
+// changed for it. Fail closed: an alias that equals a kid in byKID, or
+// that two keys would share, is given to no key. byKID is not modified.
+func WithLegacyKeyIDs(byKID map[string]*rsa.PublicKey) map[string]*rsa.PublicKey {
+	return withAliases(byKID, LegacyKeyID)
+}
+
+// withAliases is WithLegacyKeyIDs with the alias derivation as a
+// parameter, so tests can force the collisions a real 96-bit id makes
+// practically impossible.
+func withAliases(byKID map[string]*rsa.PublicKey, alias func(*rsa.PublicKey) (string, error)) map[string]*rsa.PublicKey {
+	out := make(map[string]*rsa.PublicKey, 2*len(byKID))
+	aliases := map[string]*rsa.PublicKey{}
+	refused := map[string]bool{}
+	for kid, pub := range byKID {
+		out[kid] = pub
+		if id, err := KeyID(pub); err != nil || id != kid {
+			continue
+		}
+		a, err := alias(pub)
+		if err != nil || a == "" {
+			continue
+		}
+		if _, taken := byKID[a]; taken || refused[a] {
+			refused[a] = true
+			continue
+		}
+		if _, shared := aliases[a]; shared {
+			delete(aliases, a)
+			refused[a] = true
+			continue
+		}
+		aliases[a] = pub
+	}
+	for a, pub := range aliases {
+		out[a] = pub
+	}
+	return out
 }
 
 // jwk is one RFC 7517 §4 / RFC 7518 §6.3 RSA public key.

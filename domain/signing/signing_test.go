@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Key generation is slow; share a few keys across tests.
@@ -366,5 +368,179 @@ func TestLoadSet(t *testing.T) {
 	}
 	if _, err := LoadSet(paths[0], paths[0]); err == nil {
 		t.Fatal("duplicate key accepted")
+	}
+}
+
+// signJWT signs a minimal RS256 token with key under kid, as a replica
+// before the kid change did for a headerless key file.
+func signJWT(t *testing.T, key *rsa.PrivateKey, kid string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "u1"})
+	tok.Header["kid"] = kid
+	raw, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// verifyJWT verifies raw with the key lookup, as oauthserver and extauthz
+// do: RS256 only, the key named by kid.
+func verifyJWT(raw string, lookup func(kid string) (*rsa.PublicKey, bool)) error {
+	_, err := jwt.Parse(raw, func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		if pub, ok := lookup(kid); ok {
+			return pub, nil
+		}
+		return nil, errors.New("unknown kid")
+	}, jwt.WithValidMethods([]string{"RS256"}))
+	return err
+}
+
+// TestLegacyKeyIDAlias: a headerless key file used to get a 16-character
+// kid; it now gets its thumbprint, but a token signed under the old kid
+// (before the upgrade, or by a replica not yet upgraded) still verifies
+// through the key set, as current or previous key, and through a parsed
+// JWKS given WithLegacyKeyIDs. New tokens and the JWKS keep the
+// thumbprint. Unknown kids, including the legacy kid of a key not in the
+// set, still fail.
+func TestLegacyKeyIDAlias(t *testing.T) {
+	ks := testKeys(t)
+	_, want := legacyPEM(t, ks[1]) // the old derivation, by hand
+	legacy, err := LegacyKeyID(&ks[1].Private.PublicKey)
+	if err != nil || legacy != want {
+		t.Fatalf("LegacyKeyID = %q, %v; want %q", legacy, err, want)
+	}
+	if _, err := LegacyKeyID(nil); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("LegacyKeyID(nil): %v", err)
+	}
+	outsider, _ := LegacyKeyID(&ks[2].Private.PublicKey)
+	old := signJWT(t, ks[1].Private, legacy)
+
+	for name, s := range map[string]*Set{
+		"current":  {Current: ks[1], Previous: []Key{ks[0]}},
+		"previous": {Current: ks[0], Previous: []Key{ks[1]}},
+	} {
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyJWT(old, s.PublicKey); err != nil {
+			t.Errorf("%s: token under the legacy kid via Set.PublicKey: %v", name, err)
+		}
+		vk := s.VerificationKeys()
+		if err := verifyJWT(old, func(kid string) (*rsa.PublicKey, bool) { k, ok := vk[kid]; return k, ok }); err != nil {
+			t.Errorf("%s: token under the legacy kid via VerificationKeys: %v", name, err)
+		}
+		published, err := ParseJWKS(s.JWKS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := published[legacy]; ok || len(published) != 2 {
+			t.Errorf("%s: JWKS publishes %d keys, legacy kid among them: %v; want only the thumbprints", name, len(published), ok)
+		}
+		fromJWKS := WithLegacyKeyIDs(published)
+		if err := verifyJWT(old, func(kid string) (*rsa.PublicKey, bool) { k, ok := fromJWKS[kid]; return k, ok }); err != nil {
+			t.Errorf("%s: token under the legacy kid via WithLegacyKeyIDs(ParseJWKS): %v", name, err)
+		}
+		if len(published) != 2 || len(fromJWKS) != 4 || len(vk) != 4 {
+			t.Errorf("%s: %d published, %d with aliases from JWKS, %d from the set; want 2, 4, 4", name, len(published), len(fromJWKS), len(vk))
+		}
+		// New tokens use the thumbprint, which verifies too.
+		if err := verifyJWT(signJWT(t, s.Current.Private, s.Current.ID), s.PublicKey); err != nil || len(s.Current.ID) != 43 {
+			t.Errorf("%s: current kid %q: %v", name, s.Current.ID, err)
+		}
+		for _, kid := range []string{outsider, ks[2].ID, "AAAAAAAAAAAAAAAA", legacy[:15], legacy + "x", ""} {
+			if _, ok := s.PublicKey(kid); ok {
+				t.Errorf("%s: PublicKey(%q) found a key for an unknown kid", name, kid)
+			}
+			if _, ok := vk[kid]; ok {
+				t.Errorf("%s: VerificationKeys has unknown kid %q", name, kid)
+			}
+		}
+		// The legacy kid names ks[1] only: a token ks[2] signed under
+		// ks[1]'s legacy kid fails.
+		if err := verifyJWT(signJWT(t, ks[2].Private, legacy), s.PublicKey); err == nil {
+			t.Errorf("%s: token of a key outside the set verified under a member's legacy kid", name)
+		}
+	}
+	// The input map of WithLegacyKeyIDs is left alone.
+	in := map[string]*rsa.PublicKey{ks[1].ID: &ks[1].Private.PublicKey}
+	if out := WithLegacyKeyIDs(in); len(in) != 1 || len(out) != 2 || out[legacy] != in[ks[1].ID] {
+		t.Errorf("WithLegacyKeyIDs: in %d entries, out %d", len(in), len(out))
+	}
+}
+
+// TestLegacyKeyIDAliasOnlyForThumbprintKids: a key whose kid is not its
+// thumbprint (a file with a Key-Id header, or a custom id) kept its kid
+// across the upgrade, so it gets no alias.
+func TestLegacyKeyIDAliasOnlyForThumbprintKids(t *testing.T) {
+	ks := testKeys(t)
+	file, headerID := legacyPEM(t, ks[0])
+	fromFile, err := ParsePEM(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Set{Current: fromFile, Previous: []Key{{ID: "2026-11.a", Private: ks[1].Private}}}
+	vk := s.VerificationKeys()
+	if len(vk) != 2 || vk[headerID] == nil || vk["2026-11.a"] == nil {
+		t.Fatalf("VerificationKeys of header/custom kids: %v", vk)
+	}
+	if legacy1, _ := LegacyKeyID(&ks[1].Private.PublicKey); vk[legacy1] != nil {
+		t.Fatal("a key with a custom kid got a legacy alias")
+	}
+}
+
+// TestLegacyKeyIDAliasNeverCollides: the alias never takes a kid another
+// key is known by, and an alias two keys would share is given to neither
+// (fail closed): a token signed under it must not verify with either.
+func TestLegacyKeyIDAliasNeverCollides(t *testing.T) {
+	ks := testKeys(t)
+	a, b := ks[0], ks[1]
+	aLegacy, _ := LegacyKeyID(&a.Private.PublicKey)
+
+	// b is loaded from a file whose Key-Id header happens to be a's legacy
+	// id: that kid is b's, never an alias of a.
+	s := &Set{Current: a, Previous: []Key{{ID: aLegacy, Private: b.Private}}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if pub, ok := s.PublicKey(aLegacy); !ok || !pub.Equal(&b.Private.PublicKey) {
+		t.Fatalf("PublicKey(%q) is not the key known by that kid", aLegacy)
+	}
+	if vk := s.VerificationKeys(); len(vk) != 2 || !vk[aLegacy].Equal(&b.Private.PublicKey) {
+		t.Fatalf("VerificationKeys: %d entries, %q -> b: %v", len(vk), aLegacy, vk[aLegacy].Equal(&b.Private.PublicKey))
+	}
+	if err := verifyJWT(signJWT(t, a.Private, aLegacy), s.PublicKey); err == nil {
+		t.Fatal("a token of a under its legacy kid verified although that kid is b's")
+	}
+
+	// Two keys mapping to one legacy id (a 96-bit prefix collision, forced
+	// here through the derivation): neither gets it.
+	shared := func(*rsa.PublicKey) (string, error) { return "sharedlegacykid0", nil }
+	both := map[string]*rsa.PublicKey{a.ID: &a.Private.PublicKey, b.ID: &b.Private.PublicKey}
+	if out := withAliases(both, shared); len(out) != 2 || out["sharedlegacykid0"] != nil {
+		t.Fatalf("shared alias given to a key: %d entries", len(out))
+	}
+	// The same alias when only one key has it is kept (the derivation
+	// above is what is being refused, not the id).
+	one := map[string]*rsa.PublicKey{a.ID: &a.Private.PublicKey}
+	if out := withAliases(one, shared); len(out) != 2 || out["sharedlegacykid0"] != one[a.ID] {
+		t.Fatalf("single alias: %d entries", len(out))
+	}
+	// Three keys, two of them sharing: the shared alias stays refused no
+	// matter in which order the keys are seen.
+	c := ks[2]
+	three := map[string]*rsa.PublicKey{a.ID: &a.Private.PublicKey, b.ID: &b.Private.PublicKey, c.ID: &c.Private.PublicKey}
+	byKey := func(pub *rsa.PublicKey) (string, error) {
+		if pub.Equal(&c.Private.PublicKey) {
+			return "uniquelegacykid0", nil
+		}
+		return "sharedlegacykid0", nil
+	}
+	for range 20 { // map order varies between runs of the loop
+		out := withAliases(three, byKey)
+		if len(out) != 4 || out["sharedlegacykid0"] != nil || out["uniquelegacykid0"] != three[c.ID] {
+			t.Fatalf("three keys: %d entries, shared present %v", len(out), out["sharedlegacykid0"] != nil)
+		}
 	}
 }
