@@ -26,19 +26,12 @@ type Keys interface {
 }
 
 // StaticKeys verifies with the public halves of a local signing.Set (the
-// same key files the oauthserver signs with). The keys are indexed once, so
-// a lookup on the hot path is one map read. A nil set verifies nothing.
+// same key files the oauthserver signs with), under every kid a token of
+// the set may carry, including the legacy kid of a headerless key file
+// (signing.Set.VerificationKeys). The keys are indexed once, so a lookup
+// on the hot path is one map read. A nil set verifies nothing.
 func StaticKeys(set *signing.Set) Keys {
-	m := staticKeys{}
-	if set == nil {
-		return m
-	}
-	for _, k := range append([]signing.Key{set.Current}, set.Previous...) {
-		if k.Private != nil {
-			m[k.ID] = &k.Private.PublicKey
-		}
-	}
-	return m
+	return staticKeys(set.VerificationKeys())
 }
 
 type staticKeys map[string]*rsa.PublicKey
@@ -200,5 +193,7 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("extauthz: JWKS has no RS256 keys")
 	}
-	return keys, nil
+	// The JWKS publishes thumbprint kids only; tokens a headerless key
+	// signed before the kid change carry its legacy kid.
+	return signing.WithLegacyKeyIDs(keys), nil
 }
