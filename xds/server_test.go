@@ -10,6 +10,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -227,7 +228,8 @@ func TestPlantedSecretNeverLogged(t *testing.T) {
 // rotations, URL changes and unroutable URLs and checks every snapshot it
 // produces with go-control-plane's Consistent() directly — including the
 // ones for which state reused the previous check (content-only changes) —
-// and every resource in it with Envoy's generated ValidateAll.
+// and every resource in it with Envoy's generated ValidateAll, and its
+// delta version map against go-control-plane's.
 func TestSnapshotsAlwaysConsistent(t *testing.T) {
 	_, res, opts := goldenFixture()
 	res.set("x.example", time.Minute, "1.1.1.1")
@@ -240,6 +242,7 @@ func TestSnapshotsAlwaysConsistent(t *testing.T) {
 	keys := []string{keyA, keyB, "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"}
 	reused := 0
 	var lastProblems map[string]int
+	var prevOurs, prevTheirs map[string]map[string]string
 	for step := 0; step < 200; step++ {
 		id := ids[step%len(ids)]
 		switch (step * 7) % 5 {
@@ -306,6 +309,29 @@ func TestSnapshotsAlwaysConsistent(t *testing.T) {
 		if !wasDirty {
 			reused++
 		}
+		// The per-resource versions state hands to delta xDS name exactly
+		// the served resources and change exactly when go-control-plane's
+		// own hashes (which state's map spares it) change.
+		ref := &cache.Snapshot{Resources: snap.Resources}
+		if err := ref.ConstructVersionMap(); err != nil {
+			t.Fatal(err)
+		}
+		for typeURL := range kindDirs {
+			ours, theirs := snap.GetVersionMap(typeURL), ref.GetVersionMap(typeURL)
+			if len(ours) != len(theirs) {
+				t.Fatalf("step %d: %s version map has %d names, want %d", step, typeURL, len(ours), len(theirs))
+			}
+			for name, v := range theirs {
+				if ours[name] == "" {
+					t.Fatalf("step %d: %s %q has no version", step, typeURL, name)
+				}
+				pv, known := prevTheirs[typeURL][name]
+				if known && (pv != v) != (prevOurs[typeURL][name] != ours[name]) {
+					t.Fatalf("step %d: %s %q: content changed %v, version changed %v", step, typeURL, name, pv != v, prevOurs[typeURL][name] != ours[name])
+				}
+			}
+		}
+		prevOurs, prevTheirs = snap.VersionMap, ref.VersionMap
 	}
 	if reused == 0 {
 		t.Error("the consistency memo was never exercised")
