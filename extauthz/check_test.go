@@ -235,6 +235,13 @@ func checkCases() []checkCase {
 			"access-control-allow-origin": testOrigin, "access-control-expose-headers": "mcp-session-id, www-authenticate"}},
 		{name: "allowed origin gets CORS on allow", req: setHeader("origin", testOrigin), wantStatus: 200, wantReason: ReasonAllowed,
 			wantInjected: map[string]string{}, wantResponse: map[string]string{"access-control-allow-origin": testOrigin, "vary": "origin"}},
+		// A path refused at step 1 never reaches the origin check; CORS
+		// headers still go only to an allowed origin (no wantResponse: the
+		// runner asserts there is no access-control-allow-origin).
+		{name: "bad path from disallowed origin gets no CORS", path: "{root}/../x", req: setHeader("origin", "https://evil.example"),
+			wantStatus: 404, wantReason: ReasonBadDescendant, wantNoDB: true},
+		{name: "bad path from allowed origin can read the 404", path: "{root}/../x", req: setHeader("origin", testOrigin),
+			wantStatus: 404, wantReason: ReasonBadDescendant, wantNoDB: true, wantResponse: map[string]string{"access-control-allow-origin": testOrigin}},
 
 		// Step 3: bearer.
 		{name: "no authorization", req: delHeader("authorization"), wantStatus: 401, wantReason: ReasonNoToken, wantChallenge: chNoToken, wantNoDB: true},

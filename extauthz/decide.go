@@ -98,18 +98,25 @@ const PRMPath = "/.well-known/oauth-protected-resource"
 // failure (it matches store.ErrUnavailable) so Check can answer gRPC
 // Unavailable and Envoy's fail-closed setting applies.
 func (s *Server) Decide(ctx context.Context, r Request) (Decision, error) {
-	d, err := s.decide(ctx, r)
+	// The Origin is normalized and matched once, here: step 2 enforces the
+	// result, and CORS below uses it.
+	var allowedOrigin string
+	if o, ok := r.Headers["origin"]; ok {
+		allowedOrigin = s.allowedOrigin(o)
+	}
+	d, err := s.decide(ctx, r, allowedOrigin)
 	// A browser client on an allowed origin must be able to read every
-	// answer, denials and challenges included (CORS).
-	if o, ok := r.Headers["origin"]; ok && err == nil && d.Reason != ReasonOrigin {
-		if n, ok := normalizeOrigin(o); ok { // the browser's own serialization
-			d.ResponseHeaders = withCORS(d.ResponseHeaders, n)
-		}
+	// answer, denials and challenges included (CORS); any other origin,
+	// even one refused before step 2, gets no CORS headers.
+	if allowedOrigin != "" && err == nil {
+		d.ResponseHeaders = withCORS(d.ResponseHeaders, allowedOrigin)
 	}
 	return d, err
 }
 
-func (s *Server) decide(ctx context.Context, r Request) (Decision, error) {
+// decide runs the steps. allowedOrigin is the request's Origin normalized
+// when it is on the allowed list, else "".
+func (s *Server) decide(ctx context.Context, r Request, allowedOrigin string) (Decision, error) {
 	// 1. Path: a route root, or a validated descendant (allowed only with
 	// path_passthrough, known after step 6), naming the route Envoy matched.
 	rp, err := parsePath(r.Path)
@@ -125,8 +132,8 @@ func (s *Server) decide(ctx context.Context, r Request) (Decision, error) {
 
 	// 2. Origin: absent is fine (non-browser clients); present must match
 	// exactly, before anything is loaded (MCP transport: DNS rebinding).
-	if o, ok := r.Headers["origin"]; ok {
-		if !s.originAllowed(o) {
+	if _, ok := r.Headers["origin"]; ok {
+		if allowedOrigin == "" {
 			return deny(http.StatusForbidden, ReasonOrigin, bodyForbidden), nil
 		}
 		// A CORS preflight never carries credentials (Fetch standard,
@@ -447,12 +454,15 @@ func (s *Server) challenge(status int, reason string, route domain.RouteRef, err
 	}}
 }
 
-// originAllowed: exact scheme+host+port match against the configured list
-// (both sides normalized: lower-case scheme and host, default port
-// dropped). "null" and anything that is not a bare origin never match.
-func (s *Server) originAllowed(o string) bool {
-	n, ok := normalizeOrigin(o)
-	return ok && s.origins[n]
+// allowedOrigin returns o normalized (lower-case scheme and host, default
+// port dropped: the browser's own serialization) when it exactly matches a
+// configured origin, normalized the same way, else "". "null" and anything
+// that is not a bare origin never match.
+func (s *Server) allowedOrigin(o string) string {
+	if n, ok := normalizeOrigin(o); ok && s.origins[n] {
+		return n
+	}
+	return ""
 }
 
 func normalizeOrigin(o string) (string, bool) {
