@@ -491,7 +491,13 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 				t.Fatalf("update config: %v %v", material, err)
 			}
 			mark()
-			return jsonOutcome(e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}))
+			rt := tok["refresh_token"].(string)
+			st, code = jsonOutcome(e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}))
+			// The consent was for the old version: the family is revoked.
+			if got, err := e.st.GetRefreshToken(context.Background(), secrets.Hash(rt)); err != nil || got.RevokedAt == nil {
+				t.Errorf("refresh token after a material change: revoked_at=%v err=%v, want revoked", got.RevokedAt, err)
+			}
+			return st, code
 		}},
 		{"refresh token of another client", 400, ErrInvalidGrant, func(t *testing.T, e *env, mark func()) (int, string) {
 			_, rt, _ := e.tokenPair(t, aliceB(), authNone)

@@ -352,24 +352,18 @@ func (s *Server) refresh(ctx context.Context, cl *client, f url.Values) (*tokenR
 	if err != nil || ref.ExecutionContext() != rt.ExecutionContext || ref.ConfigID != rt.ConfigID {
 		return nil, errGrant("refresh_binding")
 	}
-	cfg, _, err := s.st.LookupRoute(ctx, ref.Scope, ref.OwnerID, ref.ConfigID, ref.Key)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, s.issueDenied(ctx, errRouteGone, rt.UserID, cl.ID, ref)
+	// ResolveRuntime checks the route and that the config is still at the
+	// version the user consented to, so no separate route lookup is needed.
+	if _, err := s.recheck(ctx, ref, rt.UserID, rt.InstanceID, rt.ConfigVersion, eligibility{}); err != nil {
+		if ineligibleReason(err) == string(store.ReasonVersionMismatch) {
+			// The config changed materially since the user consented.
+			_, _ = s.st.RevokeFamily(ctx, rt.FamilyID, now)
 		}
-		return nil, s.internal(ctx, "refresh lookup route", err)
-	}
-	if rt.ConfigVersion != cfg.Version {
-		// The config changed materially since the user consented.
-		_, _ = s.st.RevokeFamily(ctx, rt.FamilyID, now)
-		return nil, s.issueDenied(ctx, &errIneligible{reason: store.ReasonVersionMismatch}, rt.UserID, cl.ID, ref)
-	}
-	if _, err := s.recheck(ctx, ref, rt.UserID, rt.InstanceID, cfg.Version, eligibility{}); err != nil {
 		return nil, s.issueDenied(ctx, err, rt.UserID, cl.ID, ref)
 	}
 	resp, oe := s.tokens(ctx, cl, tokenFacts{
 		Ref: ref, UserID: rt.UserID, ClientID: cl.ID, Scopes: scopes,
-		InstanceID: rt.InstanceID, ConfigVersion: cfg.Version,
+		InstanceID: rt.InstanceID, ConfigVersion: rt.ConfigVersion,
 	}, rt.FamilyID, now, hash)
 	if oe != nil {
 		return nil, oe
