@@ -233,6 +233,8 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 		// --- authorize before the redirect URI is trusted: 400 page ---
 		{"authorize unknown client", 400, ErrInvalidClient, page(func(e *env, c regClient, q url.Values) { q.Set("client_id", "dcr:unknown") })},
 		{"authorize unregistered redirect", 400, ErrInvalidRedirectURI, page(func(e *env, c regClient, q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:7777/other") })},
+		{"authorize redirect extending the registered one", 400, ErrInvalidRedirectURI, page(func(e *env, c regClient, q url.Values) { q.Set("redirect_uri", testRedirect+"/next") })},
+		{"authorize redirect with an added query", 400, ErrInvalidRedirectURI, page(func(e *env, c regClient, q url.Values) { q.Set("redirect_uri", testRedirect+"?next=1") })},
 		{"authorize redirect with other port", 400, ErrInvalidRedirectURI, page(func(e *env, c regClient, q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:7778/callback") })},
 		{"authorize missing redirect", 400, ErrInvalidRequest, page(func(e *env, c regClient, q url.Values) { q.Del("redirect_uri") })},
 		{"authorize repeated parameter", 400, ErrInvalidRequest, page(func(e *env, c regClient, q url.Values) { q.Add("scope", "profile") })},
@@ -496,6 +498,30 @@ func negativeCases(aliceB, bobB func() *http.Client) []negCase {
 			// The consent was for the old version: the family is revoked.
 			if got, err := e.st.GetRefreshToken(context.Background(), secrets.Hash(rt)); err != nil || got.RevokedAt == nil {
 				t.Errorf("refresh token after a material change: revoked_at=%v err=%v, want revoked", got.RevokedAt, err)
+			}
+			return st, code
+		}},
+		{"refresh for another resource", 400, ErrInvalidTarget, func(t *testing.T, e *env, mark func()) (int, string) {
+			c, rt, _ := e.tokenPair(t, aliceB(), authNone)
+			mark()
+			return jsonOutcome(e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "resource": {e.routeURL(e.bobRoute)}}))
+		}},
+		{"expired refresh token", 400, ErrInvalidGrant, func(t *testing.T, e *env, mark func()) (int, string) {
+			c := e.mustRegister(t, authNone, nil)
+			raw := secrets.NewToken(prefixRefresh)
+			e.plant(raw)
+			now := e.clock.Now()
+			inst, _, _ := e.st.Store.GetOrCreateInstance(context.Background(), store.ScopeUser, e.alice.ID, e.alice.ID, e.aliceCfg.ID, store.NewID())
+			if err := e.st.Store.CreateRefreshToken(context.Background(), store.RefreshToken{Hash: secrets.Hash(raw), FamilyID: store.NewID(),
+				ClientID: c.ID, UserID: e.alice.ID, InstanceID: inst.ID, ConfigID: e.aliceCfg.ID, Resource: e.routeURL(e.aliceRoute),
+				Scopes: []string{"mcp:access"}, ExecutionContext: "personal", ConfigVersion: e.aliceCfg.Version,
+				CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			mark()
+			st, code := jsonOutcome(e.tokenReq(t, c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {raw}}))
+			if !strings.Contains(e.logs.String(), `"reason":"refresh_expired"`) {
+				t.Errorf("the expired refresh token was not rejected for its expiry")
 			}
 			return st, code
 		}},
