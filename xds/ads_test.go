@@ -392,6 +392,35 @@ func TestADSRotationAndNACK(t *testing.T) {
 	}
 }
 
+// TestRotationReachesEveryEnvoy pins DESIGN §8 "a rotation removes the
+// old route from every Envoy": with several Envoys connected at once — two
+// of one node group, one of another — a route-key rotation is pushed to
+// each of them, as RDS alone, without the old path and with the new one.
+func TestRotationReachesEveryEnvoy(t *testing.T) {
+	a := routable(cfgExact, store.ScopeUser, userA, "https://mcp.example.com/v1/mcp", keyA, false)
+	env := startEnv(t, func(e *testEnv, _ *Options) { e.res.set("mcp.example.com", time.Minute, "1.1.1.1") }, a)
+	env.waitReady(t)
+	clients := []*adsClient{
+		dialADS(t, env.addr, "envoy-1", "edge"),
+		dialADS(t, env.addr, "envoy-2", "edge"),
+		dialADS(t, env.addr, "envoy-3", "other-group"),
+	}
+	for _, c := range clients {
+		if rc, _, _ := c.subscribe(DefaultRouteConfigName); !hasPath(rc, routePath(a)) {
+			t.Fatalf("%s: initial routes lack %s", c.node.GetId(), routePath(a))
+		}
+	}
+	oldPath := routePath(a)
+	env.store.rotate(a.Config.ID, keyB)
+	a.Route.Key = keyB
+	for _, c := range clients {
+		rc := routeConfig(t, c.recv(resourcev3.RouteType)) // anything but RDS first fails
+		if hasPath(rc, oldPath) || !hasPath(rc, routePath(a)) {
+			t.Errorf("%s: after rotation routes are %v, want %s and not %s", c.node.GetId(), paths(rc), routePath(a), oldPath)
+		}
+	}
+}
+
 // waitFor polls cond until it holds or a 10s deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
