@@ -1,7 +1,7 @@
 package memory
 
 import (
-	"encoding/json"
+	"bytes"
 	"maps"
 	"slices"
 	"time"
@@ -11,34 +11,6 @@ import (
 
 // Deep copies. Every value crossing the store boundary goes through one of
 // these, so stored state shares no slice, map or pointer with a caller.
-
-func cloneBytes(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte{}, b...)
-}
-
-func cloneStrings(s []string) []string {
-	if s == nil {
-		return nil
-	}
-	return slices.Clone(s)
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	return maps.Clone(m)
-}
-
-func cloneJSON(r json.RawMessage) json.RawMessage {
-	if r == nil {
-		return nil
-	}
-	return append(json.RawMessage{}, r...)
-}
 
 func cloneTimePtr(t *time.Time) *time.Time {
 	if t == nil {
@@ -53,7 +25,7 @@ func ptr(t time.Time) *time.Time { return &t }
 func cloneUser(u store.User) store.User { return u }
 
 func cloneAPIToken(t store.APIToken) store.APIToken {
-	t.Hash = cloneBytes(t.Hash)
+	t.Hash = bytes.Clone(t.Hash)
 	t.ExpiresAt = cloneTimePtr(t.ExpiresAt)
 	t.LastUsedAt = cloneTimePtr(t.LastUsedAt)
 	t.RevokedAt = cloneTimePtr(t.RevokedAt)
@@ -61,19 +33,19 @@ func cloneAPIToken(t store.APIToken) store.APIToken {
 }
 
 func cloneSession(s store.Session) store.Session {
-	s.IDHash = cloneBytes(s.IDHash)
-	s.CSRFHash = cloneBytes(s.CSRFHash)
+	s.IDHash = bytes.Clone(s.IDHash)
+	s.CSRFHash = bytes.Clone(s.CSRFHash)
 	s.RevokedAt = cloneTimePtr(s.RevokedAt)
 	return s
 }
 
 func cloneConfig(c store.Config) store.Config {
-	c.StaticHeaders = cloneBytes(c.StaticHeaders)
-	c.StaticHeaderNames = cloneStrings(c.StaticHeaderNames)
-	c.AuxHeaders = cloneMap(c.AuxHeaders)
-	c.Provider.Scopes = cloneStrings(c.Provider.Scopes)
-	c.Provider.ClientCredentials = cloneBytes(c.Provider.ClientCredentials)
-	c.Registry = cloneJSON(c.Registry)
+	c.StaticHeaders = bytes.Clone(c.StaticHeaders)
+	c.StaticHeaderNames = slices.Clone(c.StaticHeaderNames)
+	c.AuxHeaders = maps.Clone(c.AuxHeaders)
+	c.Provider.Scopes = slices.Clone(c.Provider.Scopes)
+	c.Provider.ClientCredentials = bytes.Clone(c.Provider.ClientCredentials)
+	c.Registry = slices.Clone(c.Registry)
 	return c
 }
 
@@ -83,8 +55,8 @@ func cloneRoute(r store.Route) store.Route {
 }
 
 func cloneGrant(g store.Grant) store.Grant {
-	g.AccessToken = cloneBytes(g.AccessToken)
-	g.RefreshToken = cloneBytes(g.RefreshToken)
+	g.AccessToken = bytes.Clone(g.AccessToken)
+	g.RefreshToken = bytes.Clone(g.RefreshToken)
 	g.ExpiresAt = cloneTimePtr(g.ExpiresAt)
 	return g
 }
@@ -98,55 +70,55 @@ func cloneGrantPtr(g *store.Grant) *store.Grant {
 }
 
 func cloneRegistration(r store.ProviderRegistration) store.ProviderRegistration {
-	r.Ciphertext = cloneBytes(r.Ciphertext)
+	r.Ciphertext = bytes.Clone(r.Ciphertext)
 	return r
 }
 
 func clonePending(p store.PendingProviderState) store.PendingProviderState {
-	p.StateHash = cloneBytes(p.StateHash)
-	p.Ciphertext = cloneBytes(p.Ciphertext)
+	p.StateHash = bytes.Clone(p.StateHash)
+	p.Ciphertext = bytes.Clone(p.Ciphertext)
 	p.ConsumedAt = cloneTimePtr(p.ConsumedAt)
 	return p
 }
 
 func cloneClient(c store.OAuthClient) store.OAuthClient {
-	c.SecretHash = cloneBytes(c.SecretHash)
-	c.RegistrationTokenHash = cloneBytes(c.RegistrationTokenHash)
-	c.RedirectURIs = cloneStrings(c.RedirectURIs)
-	c.GrantTypes = cloneStrings(c.GrantTypes)
-	c.ResponseTypes = cloneStrings(c.ResponseTypes)
-	c.Metadata = cloneJSON(c.Metadata)
+	c.SecretHash = bytes.Clone(c.SecretHash)
+	c.RegistrationTokenHash = bytes.Clone(c.RegistrationTokenHash)
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.GrantTypes = slices.Clone(c.GrantTypes)
+	c.ResponseTypes = slices.Clone(c.ResponseTypes)
+	c.Metadata = slices.Clone(c.Metadata)
 	return c
 }
 
 func cloneAuthRequest(r store.AuthRequest) store.AuthRequest {
-	r.Scopes = cloneStrings(r.Scopes)
+	r.Scopes = slices.Clone(r.Scopes)
 	return r
 }
 
 func cloneConsent(t store.ConsentTicket) store.ConsentTicket {
-	t.Hash = cloneBytes(t.Hash)
-	t.Scopes = cloneStrings(t.Scopes)
+	t.Hash = bytes.Clone(t.Hash)
+	t.Scopes = slices.Clone(t.Scopes)
 	t.ConsumedAt = cloneTimePtr(t.ConsumedAt)
 	return t
 }
 
 func cloneCode(c store.AuthCode) store.AuthCode {
-	c.Hash = cloneBytes(c.Hash)
-	c.Scopes = cloneStrings(c.Scopes)
+	c.Hash = bytes.Clone(c.Hash)
+	c.Scopes = slices.Clone(c.Scopes)
 	c.ConsumedAt = cloneTimePtr(c.ConsumedAt)
 	return c
 }
 
 func cloneRefresh(t store.RefreshToken) store.RefreshToken {
-	t.Hash = cloneBytes(t.Hash)
-	t.Scopes = cloneStrings(t.Scopes)
+	t.Hash = bytes.Clone(t.Hash)
+	t.Scopes = slices.Clone(t.Scopes)
 	t.ConsumedAt = cloneTimePtr(t.ConsumedAt)
 	t.RevokedAt = cloneTimePtr(t.RevokedAt)
 	return t
 }
 
 func cloneAudit(e store.AuditEvent) store.AuditEvent {
-	e.Metadata = cloneMap(e.Metadata)
+	e.Metadata = maps.Clone(e.Metadata)
 	return e
 }

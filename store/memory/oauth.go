@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -61,10 +62,10 @@ func (s *Store) UpdateClient(ctx context.Context, c store.OAuthClient) (store.OA
 	}
 	next := cloneClient(c)
 	if next.SecretHash == nil {
-		next.SecretHash = cloneBytes(old.SecretHash)
+		next.SecretHash = bytes.Clone(old.SecretHash)
 	}
 	if next.RegistrationTokenHash == nil {
-		next.RegistrationTokenHash = cloneBytes(old.RegistrationTokenHash)
+		next.RegistrationTokenHash = bytes.Clone(old.RegistrationTokenHash)
 	}
 	if next.TokenEndpointAuthMethod == store.AuthMethodNone {
 		next.SecretHash = nil

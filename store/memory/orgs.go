@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 
 	"mcpgw/store"
@@ -183,7 +184,7 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID string, ev *stor
 		return p.UserID == userID && orgConfig(p.ConfigID)
 	})
 	s.auditLocked(ev)
-	for _, cid := range sortedKeys(changed) {
+	for _, cid := range slices.Sorted(maps.Keys(changed)) {
 		s.emitLocked(store.Change{Kind: store.ChangeAssignment, ConfigID: cid})
 	}
 	return nil

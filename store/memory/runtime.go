@@ -1,7 +1,10 @@
 package memory
 
 import (
+	"bytes"
 	"context"
+	"maps"
+	"slices"
 
 	"mcpgw/store"
 )
@@ -92,9 +95,9 @@ func (s *Store) ResolveRuntime(ctx context.Context, q store.RuntimeQuery) (store
 		Version:           c.Version,
 		PathPassthrough:   c.PathPassthrough,
 		RemoteURL:         c.RemoteURL,
-		StaticHeaders:     cloneBytes(c.StaticHeaders),
-		StaticHeaderNames: cloneStrings(c.StaticHeaderNames),
-		AuxHeaders:        cloneMap(c.AuxHeaders),
+		StaticHeaders:     bytes.Clone(c.StaticHeaders),
+		StaticHeaderNames: slices.Clone(c.StaticHeaderNames),
+		AuxHeaders:        maps.Clone(c.AuxHeaders),
 	}
 	st.InstanceID = in.ID
 	st.GrantVersion = in.GrantVersion

@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -222,7 +223,7 @@ func (s *Store) SoftDeleteUser(ctx context.Context, id string, ev *store.AuditEv
 		}
 	}
 	s.auditLocked(ev)
-	for _, cid := range sortedKeys(changed) {
+	for _, cid := range slices.Sorted(maps.Keys(changed)) {
 		s.emitLocked(store.Change{Kind: store.ChangeAssignment, ConfigID: cid})
 	}
 	return nil
@@ -386,13 +387,4 @@ func (s *Store) RevokeSession(ctx context.Context, idHash []byte, now time.Time)
 		se.RevokedAt = ptr(now)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
