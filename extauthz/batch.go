@@ -148,7 +148,7 @@ func (b *batcher) lead(callerCtx context.Context, own *pendingRecheck) (store.Ru
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if len(buf.batch) == 1 {
-		ctx, cancel = context.WithTimeout(callerCtx, b.timeout)
+		ctx, cancel = withTimeoutIfSooner(callerCtx, b.timeout)
 	} else {
 		end := time.Now().Add(b.timeout)
 		if latest, ok := latestDeadline(buf.batch); ok && latest.Before(end) {

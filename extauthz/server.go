@@ -178,7 +178,20 @@ func (s *Server) resolve(ctx context.Context, q store.RuntimeQuery) (store.Runti
 	if s.batch != nil {
 		return s.batch.resolve(ctx, q)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RecheckTimeout)
+	ctx, cancel := withTimeoutIfSooner(ctx, s.opts.RecheckTimeout)
 	defer cancel()
 	return s.opts.Store.ResolveRuntime(ctx, q)
+}
+
+// withTimeoutIfSooner bounds ctx to timeout from now, but returns ctx
+// itself when its own deadline already comes first: Envoy sends every
+// Check with its ext_authz timeout (xds default 2 s, below the default
+// RecheckTimeout of 5 s), and context.WithTimeout would then build a
+// cancel context and a timer per request only to be equivalent to its
+// parent (context.WithDeadline documents that equivalence).
+func withTimeoutIfSooner(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
