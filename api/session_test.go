@@ -102,8 +102,9 @@ func TestSessionAndCSRF(t *testing.T) {
 
 // TestPlantedSecretsNeverShown creates configs carrying a static header
 // secret and provider client credentials, reads them back every way the
-// API allows, updates them, and searches every answer, the logs and the
-// audit rows for the planted values.
+// API allows, updates them, creates, uses and revokes an API token, and
+// searches every answer, the logs and the audit rows for the planted values
+// and the API tokens.
 func TestPlantedSecretsNeverShown(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		const headerSecret = "planted-header-9f8e7d"
@@ -128,6 +129,18 @@ func TestPlantedSecretsNeverShown(t *testing.T) {
 		rec(e.must(http.StatusOK, u.token, "GET", "/api/v1/audit", nil))
 		rec(e.do(u.token, "PATCH", "/api/v1/configs/"+c1.ID, map[string]any{"static_headers": map[string]string{"X-Upstream-Key": headerSecret + "\r\n"}}))
 		rec(e.do(u.token, "PATCH", "/api/v1/configs/"+c2.ID, map[string]any{"provider": map[string]any{"client_id": "cid", "client_secret": clientSecret, "token_endpoint_auth_method": "magic"}}))
+		// API tokens: a new one is shown once, in its creation answer
+		// (not recorded); listing, using, revoking and then presenting it
+		// (401) never show it, nor the caller's own token.
+		var created api.CreatedTokenView
+		e.must(http.StatusCreated, u.token, "POST", "/api/v1/users/me/tokens", map[string]any{"name": "planted"}).decode(t, &created)
+		if created.Token == "" {
+			t.Fatal("token creation returned no token")
+		}
+		rec(e.must(http.StatusOK, created.Token, "GET", "/api/v1/users/me/tokens", nil))
+		rec(e.must(http.StatusNoContent, u.token, "DELETE", "/api/v1/users/me/tokens/"+created.ID, nil))
+		rec(e.must(http.StatusUnauthorized, created.Token, "GET", "/api/v1/me", nil))
+		rec(e.must(http.StatusUnauthorized, created.Token+"x", "GET", "/api/v1/me", nil))
 		evs, _, _ := e.st.QueryAudit(e.ctx, store.AuditFilter{Limit: 1000})
 		for _, ev := range evs {
 			bodies = append(bodies, ev.Reason)
@@ -137,7 +150,8 @@ func TestPlantedSecretsNeverShown(t *testing.T) {
 		}
 		bodies = append(bodies, logs.String())
 		for _, b := range bodies {
-			if strings.Contains(b, headerSecret) || strings.Contains(b, clientSecret) {
+			if strings.Contains(b, headerSecret) || strings.Contains(b, clientSecret) ||
+				strings.Contains(b, created.Token) || strings.Contains(b, u.token) {
 				t.Fatalf("a planted secret was shown: %s", b)
 			}
 		}
