@@ -29,9 +29,9 @@ import (
 	"mcpgw/domain"
 	"mcpgw/domain/addrpolicy"
 	"mcpgw/domain/signing"
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 	"mcpgw/store/memory"
-	"mcpgw/store/postgres/pgtest"
 )
 
 // Planted secrets: known values that flow through the tests and must never
@@ -40,34 +40,6 @@ const (
 	alicePassword = "planted-Alice-Password-7f3a9c"
 	bobPassword   = "planted-Bob-Password-11c0de"
 )
-
-// backends runs fn against the memory store and a fresh Postgres database.
-func backends(t *testing.T, fn func(t *testing.T, newStore func(t *testing.T) store.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		fn(t, func(t *testing.T) store.Store { return memory.New() })
-	})
-	t.Run("postgres", func(t *testing.T) {
-		fn(t, func(t *testing.T) store.Store { return pgtest.Store(t) })
-	})
-}
-
-// fakeClock is the injectable clock: tests advance it instead of sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // countingStore counts what the AS creates, so every negative case can
 // assert that nothing was created.
@@ -138,8 +110,8 @@ type env struct {
 	srv      *Server
 	hs       *httptest.Server
 	base     string
-	clock    *fakeClock
-	logs     *syncBuffer
+	clock    *testsupport.Clock
+	logs     *testsupport.SyncBuffer
 	reg      *prometheus.Registry
 	keys     signing.Set
 	upstream *httptest.Server
@@ -157,23 +129,6 @@ type env struct {
 	errorBodies []string // bodies of every >=400 answer
 	lastClaims  *domain.Claims
 	ipSeq       atomic.Int64
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -198,8 +153,8 @@ type envOpt func(*Options)
 
 func newEnv(t testing.TB, st store.Store, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{t: t, st: &countingStore{Store: st}, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
-	e.clock = &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	e := &env{t: t, st: &countingStore{Store: st}, logs: &testsupport.SyncBuffer{}, reg: prometheus.NewRegistry()}
+	e.clock = testsupport.NewClock()
 	e.keys = signing.Set{Current: testSigningKeys(t)[0]}
 
 	// The real upstream MCP server (go-sdk).
@@ -373,33 +328,11 @@ func (e *env) assertNoLeaks() {
 // leaks returns the planted secrets found in logs, audit rows, metrics or
 // error bodies.
 func (e *env) leaks() []string {
-	t := e.t
-	var hay strings.Builder
-	hay.WriteString(e.logs.String())
-	events, _, err := e.st.QueryAudit(context.Background(), store.AuditFilter{Limit: 1000})
-	if err != nil {
-		t.Errorf("query audit: %v", err)
-	}
-	ab, _ := json.Marshal(events)
-	hay.Write(ab)
-	mfs, _ := e.reg.Gather()
-	for _, mf := range mfs {
-		hay.WriteString(mf.String())
-	}
 	e.mu.Lock()
-	for _, b := range e.errorBodies {
-		hay.WriteString(b)
-	}
 	planted := append([]string(nil), e.planted...)
+	shown := append([]string(nil), e.errorBodies...)
 	e.mu.Unlock()
-	all := hay.String()
-	var found []string
-	for _, p := range planted {
-		if strings.Contains(all, p) {
-			found = append(found, p)
-		}
-	}
-	return found
+	return testsupport.Leaked(e.t, planted, e.logs.String(), e.st, e.reg, shown)
 }
 
 // recordingTransport keeps every error body and plants every secret it

@@ -16,13 +16,14 @@ import (
 
 	"mcpgw/domain"
 	"mcpgw/domain/signing"
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 )
 
 // TestConnectTokens covers derived connect tokens (DESIGN §2, §7): same
 // JWT contract, no refresh token, eligibility checked, lazy instance.
 func TestConnectTokens(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		tok := e.apiToken(t, e.alice)
 		for _, body := range []map[string]any{{"resource": e.routeURL(e.aliceRoute)}, {"config_id": e.aliceCfg.ID}} {
@@ -156,7 +157,7 @@ func (f *fakeProvider) Start(ctx context.Context, w http.ResponseWriter, r *http
 // stored, IssueCode finishes the first-level authorization, and the code
 // redeems for a token.
 func TestProviderHandOff(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		fp := &fakeProvider{}
 		e := newEnv(t, newStore(t), func(o *Options) { o.Provider = fp })
 		b := e.browser()
@@ -303,7 +304,7 @@ func (e *env) oidcBrowser() *http.Client {
 // matched by issuer+subject and provisioned provisional (ineligible) unless
 // configured otherwise; a bad nonce or a forged state signs nobody in.
 func TestOIDCLogin(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		op := newOIDCProvider(t)
 		provisionActive := false
 		mk := func(st store.Store) *env {
@@ -389,9 +390,7 @@ func TestPlantedSecretDetector(t *testing.T) {
 	if got := e.leaks(); len(got) != 1 {
 		t.Errorf("a secret in the logs was not detected")
 	}
-	e.logs.mu.Lock()
-	e.logs.b.Reset()
-	e.logs.mu.Unlock()
+	e.logs.Reset()
 	if err := e.st.AppendAudit(context.Background(), store.AuditEvent{Type: "test", Outcome: "x", Time: e.clock.Now(), Metadata: map[string]string{"k": secret}}); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +441,7 @@ func TestIssuerWithPath(t *testing.T) {
 // TestOrgConfig: org owners may not use an org config unless assigned
 // (DESIGN §3 rule 2); once assigned, the token carries the org context.
 func TestOrgConfig(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		ctx := context.Background()
 		org, err := e.st.CreateOrg(ctx, store.Org{ID: store.NewID(), Name: "Acme", CreatedAt: e.clock.Now()}, e.alice.ID, nil)
@@ -501,7 +500,7 @@ func TestOrgConfig(t *testing.T) {
 // N concurrent refreshes of one refresh token, exactly one succeeds
 // (atomic consume, DESIGN §4).
 func TestConcurrentRedemption(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		b := e.browser()
 		e.login(t, b, "alice@example.com", alicePassword)
@@ -571,7 +570,7 @@ func (e *env) sessionCookieOf(t *testing.T, b *http.Client) string {
 // token; logout revokes the session; revoking another client's refresh
 // token changes nothing (RFC 7009 §2.1).
 func TestSessionsAndRevoke(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		b := e.browser()
 		e.login(t, b, "alice@example.com", alicePassword)

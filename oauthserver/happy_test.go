@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"mcpgw/domain"
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 )
 
@@ -210,7 +211,7 @@ func (e *env) assertClaims(t *testing.T, c *domain.Claims, clientID, scope strin
 // OAuth client: PRM discovery → AS metadata → DCR → login + consent →
 // exchange → tool calls through the stand-in → refresh.
 func TestSDKClientDCR(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t), func(o *Options) { o.AccessTokenTTL = 5 * time.Second })
 		e.runSDKClient(t, &auth.AuthorizationCodeHandlerConfig{
 			DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
@@ -228,7 +229,7 @@ func TestSDKClientDCR(t *testing.T) {
 // TestSDKClientCIMD is the same flow with a Client ID Metadata Document
 // served by the test over TLS.
 func TestSDKClientCIMD(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		doc := httptest.NewUnstartedServer(nil)
 		doc.StartTLS()
 		defer doc.Close()
@@ -270,7 +271,7 @@ func TestSDKClientCIMD(t *testing.T) {
 // client_secret_post end to end over plain HTTP, including refresh
 // rotation, JWT claims, userinfo with profile, and revocation.
 func TestConfidentialClientFlow(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		b := e.browser()
 		e.login(t, b, "alice@example.com", alicePassword)
@@ -326,7 +327,7 @@ func TestConfidentialClientFlow(t *testing.T) {
 
 // TestRegistrationManagement covers RFC 7592 GET, PUT and DELETE.
 func TestRegistrationManagement(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		c := e.mustRegister(t, authBasic, map[string]any{"application_type": "native"})
 		do := func(method string, body any, tok string) (int, map[string]any) {

@@ -15,6 +15,7 @@ import (
 
 	"mcpgw/domain"
 	"mcpgw/domain/secrets"
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 )
 
@@ -640,7 +641,7 @@ func (e *env) connectTokenResp(t *testing.T, apiToken string, body map[string]an
 // status and OAuth error code, and that no client, code, refresh token,
 // instance or grant was created by the offending request.
 func TestNegative(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t))
 		alice, bob := e.browser(), e.browser()
 		e.login(t, alice, "alice@example.com", alicePassword)

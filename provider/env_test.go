@@ -27,12 +27,11 @@ import (
 	"mcpgw/domain/addrpolicy"
 	"mcpgw/domain/secrets"
 	"mcpgw/domain/signing"
+	"mcpgw/internal/testsupport"
 	"mcpgw/oauthserver"
 	"mcpgw/provider"
 	"mcpgw/provider/providertest"
 	"mcpgw/store"
-	"mcpgw/store/memory"
-	"mcpgw/store/postgres/pgtest"
 )
 
 const (
@@ -42,51 +41,6 @@ const (
 	// staticSecret is the operator's upstream client secret (oauth_static).
 	staticSecret = "planted-static-client-secret-5e6f"
 )
-
-// backends runs fn against the memory store and a fresh Postgres database.
-func backends(t *testing.T, fn func(t *testing.T, newStore func(t *testing.T) store.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		fn(t, func(t *testing.T) store.Store { return memory.New() })
-	})
-	t.Run("postgres", func(t *testing.T) {
-		fn(t, func(t *testing.T) store.Store { return pgtest.Store(t) })
-	})
-}
-
-// clock is the injectable clock shared by the provider and the AS.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var (
 	keyOnce sync.Once
@@ -100,8 +54,8 @@ type env struct {
 	t      *testing.T
 	st     store.Store
 	kr     *secrets.KeyRing
-	clock  *clock
-	logs   *syncBuffer
+	clock  *testsupport.Clock
+	logs   *testsupport.SyncBuffer
 	reg    *prometheus.Registry
 	srv    *oauthserver.Server
 	prov   *provider.Provider
@@ -149,8 +103,8 @@ func newEnv(t *testing.T, st store.Store, ec envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, kr: kr, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
-	e.clock = &clock{t: time.Now().UTC().Truncate(time.Second)}
+	e := &env{t: t, st: st, kr: kr, logs: &testsupport.SyncBuffer{}, reg: prometheus.NewRegistry()}
+	e.clock = testsupport.NewClock()
 	if ec.mode == store.AuthOAuthStatic {
 		ec.as.StaticClients = map[string]string{"static-client": staticSecret}
 	}
@@ -253,28 +207,12 @@ func (e *env) plant(vals ...string) {
 // was shown (pages, Location headers).
 func (e *env) assertNoLeaks() {
 	e.plant(e.as.Issued()...)
-	var hay strings.Builder
-	hay.WriteString(e.logs.String())
-	events, _, err := e.st.QueryAudit(context.Background(), store.AuditFilter{Limit: 1000})
-	if err == nil {
-		b, _ := json.Marshal(events)
-		hay.Write(b)
-	}
-	mfs, _ := e.reg.Gather()
-	for _, mf := range mfs {
-		hay.WriteString(mf.String())
-	}
 	e.mu.Lock()
-	for _, b := range e.bodies {
-		hay.WriteString(b)
-	}
 	planted := append([]string(nil), e.planted...)
+	shown := append([]string(nil), e.bodies...)
 	e.mu.Unlock()
-	all := hay.String()
-	for _, p := range planted {
-		if strings.Contains(all, p) {
-			e.t.Errorf("planted secret %.10s… leaked into logs/audit/metrics/browser-visible output", p)
-		}
+	for _, p := range testsupport.Leaked(e.t, planted, e.logs.String(), e.st, e.reg, shown) {
+		e.t.Errorf("planted secret %.10s… leaked into logs/audit/metrics/browser-visible output", p)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"mcpgw/domain/signing"
 	"mcpgw/extauthz"
+	"mcpgw/internal/testsupport"
 	"mcpgw/provider/providertest"
 	"mcpgw/store"
 )
@@ -56,7 +57,7 @@ func callWhoami(t *testing.T, e *env, authorization string) string {
 // MCP client presents successfully upstream; a refused refresh becomes a
 // 401 and needs_reauth (DESIGN §6 step 7).
 func TestThroughExtauthz(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := authorized(t, newStore(t), envConfig{})
 		// authorized() consumed verifier1's code; run one more first-level
 		// authorization (no provider round trip now: the grant exists).

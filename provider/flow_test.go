@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 )
 
@@ -29,7 +30,7 @@ func TestFullFlow(t *testing.T) {
 		{name: "oauth_dynamic iss parameter", ec: envConfig{as: asOpts(func(o *asOptions) { o.ISSParameter = true })}, via: "dcr", authVia: "basic"},
 		{name: "oauth_dynamic well-known PRM", ec: envConfig{mcp: mcpOpts(func(o *mcpOptions) { o.NoResourceMetadata = true })}, via: "dcr", authVia: "basic"},
 	}
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				e := newEnv(t, newStore(t), tc.ec)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"mcpgw/domain"
+	"mcpgw/internal/testsupport"
 	"mcpgw/store"
 )
 
@@ -12,7 +13,7 @@ import (
 // own upstream authorization and gets their own grant, bound (by AAD) to
 // their own instance (DESIGN §3 rule 3, §5).
 func TestOrgMultiUser(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := newEnv(t, newStore(t), envConfig{})
 		ctx := context.Background()
 		now := e.clock.Now()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mcpgw/domain/secrets"
+	"mcpgw/internal/testsupport"
 	"mcpgw/provider"
 	"mcpgw/store"
 )
@@ -37,7 +38,7 @@ func (e *env) pendingCallback(b *browser) string {
 // every misuse ends with no grant, and the state is consumed whatever the
 // outcome.
 func TestPendingState(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run("replayed after success", func(t *testing.T) {
 			e := newEnv(t, newStore(t), envConfig{})
 			b := e.browser(atCallback)

@@ -9,6 +9,7 @@ import (
 
 	"mcpgw/domain/secrets"
 	"mcpgw/extauthz"
+	"mcpgw/internal/testsupport"
 	"mcpgw/provider"
 	"mcpgw/provider/providertest"
 	"mcpgw/store"
@@ -64,7 +65,7 @@ func TestEnsureFreshFresh(t *testing.T) {
 // expired grant make exactly one upstream refresh; everyone gets the new
 // token; the rotated refresh token is persisted with it (DESIGN §6 step 7).
 func TestEnsureFreshConcurrent(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := authorized(t, newStore(t), envConfig{})
 		st := e.runtimeState()
 		oldRT := e.open(st.Grant.RefreshToken, "refresh_token", st.InstanceID)
@@ -175,7 +176,7 @@ func (r *reauthRacer) MarkNeedsReauth(ctx context.Context, instanceID string, v 
 // TestRefreshFailureRacesReauth: a refused refresh never clobbers a newer
 // grant written by a concurrent re-authorization (DESIGN §5, §6 step 7).
 func TestRefreshFailureRacesReauth(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		racer := &reauthRacer{Store: newStore(t), wrote: make(chan int64, 1)}
 		e := authorized(t, racer, envConfig{})
 		racer.kr = func(instanceID string) store.Grant {
@@ -204,7 +205,7 @@ func TestRefreshFailureRacesReauth(t *testing.T) {
 // stores a re-authorized grant (PutGrant, as the callback does); whichever
 // commits first, the re-authorized grant survives.
 func TestRefreshRealRaceWithReauth(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := authorized(t, newStore(t), envConfig{})
 		st := e.runtimeState()
 		e.clock.Advance(2 * time.Hour)
@@ -311,7 +312,7 @@ func indexOf(h, n string) int {
 // grant and drops the registration; the next authorization discovers and
 // registers again for the new version.
 func TestMaterialChange(t *testing.T) {
-	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	testsupport.Backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		e := authorized(t, newStore(t), envConfig{})
 		cfg, material, err := e.st.UpdateConfig(context.Background(), e.cfg.ID, func(c *store.Config) error {
 			c.Provider.Scopes = []string{"files:read"}
