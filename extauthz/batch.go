@@ -193,7 +193,3 @@ func latestDeadline(batch []*pendingRecheck) (latest time.Time, ok bool) {
 	}
 	return latest, true
 }
-
-// close is a no-op kept for symmetry: the batcher owns no goroutines, and
-// a batch in flight belongs to a Check that gRPC's graceful stop waits for.
-func (b *batcher) close() {}

@@ -84,7 +84,6 @@ func (b *batcher) idle() bool {
 func TestBatcherRoutesAnswers(t *testing.T) {
 	er := &echoResolver{}
 	b := newBatcher(er, 2, 8, time.Second)
-	defer b.close()
 	var wg sync.WaitGroup
 	errc := make(chan error, 400)
 	for i := 0; i < 400; i++ {
@@ -135,7 +134,6 @@ func TestBatcherRoutesAnswers(t *testing.T) {
 		t.Fatalf("cancelled recheck: %v", err)
 	}
 	close(stuck.gate)
-	sb.close()
 	if !sb.idle() {
 		t.Error("slot not freed after a cancelled batch of one")
 	}
